@@ -1,0 +1,127 @@
+//! Every error pgcordon reports to a client, mapped in one place to its SQLSTATE, its severity
+//! (ERROR keeps the session, FATAL precedes a close) and a client-safe message. The message never
+//! names upstream hosts, users or key material; the log line gets the full cause.
+
+use bytes::BytesMut;
+use pgcordon_wire::server::{error_response, Severity};
+
+/// A refusal or failure to report to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// Plaintext StartupMessage on a listener that requires mTLS.
+    TlsRequired,
+    /// The certificate verified but carries no usable identity.
+    NoIdentity(String),
+    /// The client asked for a database that is not configured.
+    UnknownDatabase(String),
+    /// A startup parameter we do not pass through.
+    UnsupportedStartupParameter(String),
+    /// A startup `options` value that touches a protected setting.
+    ProtectedStartupOption(String),
+    /// A malformed or out-of-sequence message.
+    Protocol(String),
+    /// A message over the frame limit.
+    FrameTooLarge(String),
+    /// The statement guard refused a statement.
+    Guard(String),
+    /// A protocol feature not supported in the current pooling mode.
+    NotSupported(String),
+    /// No backend became free in time.
+    PoolTimeout,
+    /// A backend could not be opened (upstream down, authentication failed).
+    UpstreamUnavailable,
+    /// The backend session failed while serving the client.
+    UpstreamLost(String),
+    /// The proxy is shutting down.
+    Shutdown,
+    /// Too many client connections.
+    TooManyConnections,
+}
+
+impl ClientError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ClientError::TlsRequired | ClientError::NoIdentity(_) => "28000",
+            ClientError::UnknownDatabase(_) => "3D000",
+            ClientError::UnsupportedStartupParameter(_) | ClientError::NotSupported(_) => "0A000",
+            ClientError::ProtectedStartupOption(_) | ClientError::Guard(_) => "42501",
+            ClientError::Protocol(_) | ClientError::FrameTooLarge(_) => "08P01",
+            ClientError::PoolTimeout | ClientError::TooManyConnections => "53300",
+            ClientError::UpstreamUnavailable => "08001",
+            ClientError::UpstreamLost(_) => "08006",
+            ClientError::Shutdown => "57P01",
+        }
+    }
+
+    /// Whether the session ends after this error.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, ClientError::Guard(_) | ClientError::NotSupported(_))
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::TlsRequired => {
+                "pgcordon requires TLS with a client certificate; connect with sslmode=require \
+                 (or stronger) and sslcert/sslkey"
+                    .into()
+            }
+            ClientError::NoIdentity(why) => {
+                format!("client certificate does not carry an acceptable identity: {why}")
+            }
+            ClientError::UnknownDatabase(db) => format!("database \"{db}\" does not exist"),
+            ClientError::UnsupportedStartupParameter(name) => {
+                format!("startup parameter \"{name}\" is not supported by pgcordon")
+            }
+            ClientError::ProtectedStartupOption(name) => format!(
+                "setting \"{name}\" is managed by pgcordon and cannot be set by the client"
+            ),
+            ClientError::Protocol(detail) => format!("protocol violation: {detail}"),
+            ClientError::FrameTooLarge(detail) => format!("message too large: {detail}"),
+            ClientError::Guard(message) | ClientError::NotSupported(message) => message.clone(),
+            ClientError::PoolTimeout => {
+                "pgcordon: no database session became available in time (pool exhausted)".into()
+            }
+            ClientError::UpstreamUnavailable => {
+                "pgcordon: could not open a session to the database".into()
+            }
+            ClientError::UpstreamLost(detail) => {
+                format!("pgcordon: the database session was lost: {detail}")
+            }
+            ClientError::Shutdown => "pgcordon is shutting down".into(),
+            ClientError::TooManyConnections => "pgcordon: too many client connections".into(),
+        }
+    }
+
+    /// Appends the ErrorResponse for this error to `out`.
+    pub fn write(&self, out: &mut BytesMut) {
+        let severity = if self.is_fatal() { Severity::Fatal } else { Severity::Error };
+        error_response(out, severity, self.sqlstate(), &self.message(), None, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgcordon_wire::{decode_frame, inspect::error_fields};
+
+    #[test]
+    fn each_error_has_the_documented_code_and_severity() {
+        let cases = [
+            (ClientError::TlsRequired, "28000", true),
+            (ClientError::UnknownDatabase("x".into()), "3D000", true),
+            (ClientError::Guard("no".into()), "42501", false),
+            (ClientError::PoolTimeout, "53300", true),
+            (ClientError::UpstreamLost("gone".into()), "08006", true),
+            (ClientError::Protocol("bad".into()), "08P01", true),
+        ];
+        for (err, code, fatal) in cases {
+            let mut out = BytesMut::new();
+            err.write(&mut out);
+            let msg = decode_frame(&mut out, 1 << 16).unwrap().unwrap();
+            let fields = error_fields(msg.body());
+            assert_eq!(fields.code.as_deref(), Some(code), "{err:?}");
+            let severity = if fatal { "FATAL" } else { "ERROR" };
+            assert_eq!(fields.severity.as_deref(), Some(severity), "{err:?}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The proxy's own settings, built from the validated configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgcordon_pool::PoolSettings;
+use pgcordon_tls::IdentityRule;
+use pgcordon_upstream::UpstreamSettings;
+
+/// When a backend session is given back to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// At the end of each transaction (ReadyForQuery with status idle).
+    Transaction,
+    /// When the client disconnects.
+    Session,
+}
+
+/// Everything a running proxy needs, already validated and loaded.
+pub struct ProxySettings {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub identity: IdentityRule,
+    /// Settings that receive the identity (e.g. app.current_user_id) and that clients may not
+    /// change.
+    pub protected_settings: Vec<String>,
+    /// The database name clients must ask for.
+    pub client_database: String,
+    pub pool_mode: PoolMode,
+    pub handshake_timeout: Duration,
+    pub startup_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub max_client_connections: usize,
+    pub upstream: UpstreamSettings,
+    pub pool: PoolSettings,
+}
+
+/// Why settings could not be turned into a running proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("invalid pool settings: {0}")]
+    Pool(String),
+    #[error("invalid guard settings: {0}")]
+    Guard(String),
+}
+
+/// Why a validated configuration could not be loaded into settings (its files are read here).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("tls: {0}")]
+    Tls(#[from] pgcordon_tls::TlsError),
+    #[error("identity: {0}")]
+    Identity(pgcordon_tls::TlsError),
+    #[error("upstream.tls: {0}")]
+    UpstreamTls(pgcordon_tls::TlsError),
+}
+
+impl ProxySettings {
+    /// Loads the TLS material and identity rule a validated configuration names.
+    ///
+    /// # Errors
+    /// A certificate, key or CRL file that is missing or invalid, named in the error.
+    pub fn from_config(cfg: &pgcordon_config::Config) -> Result<ProxySettings, LoadError> {
+        use pgcordon_config as c;
+
+        let tls = pgcordon_tls::server_config(&pgcordon_tls::ServerTlsSettings {
+            cert: cfg.tls.cert.clone(),
+            key: cfg.tls.key.clone(),
+            client_ca: cfg.tls.client_ca.clone(),
+            crls: cfg.tls.crl.clone(),
+        })?;
+
+        let source = match &cfg.identity.from {
+            c::IdentitySource::SubjectCn => pgcordon_tls::IdentitySource::SubjectCn,
+            c::IdentitySource::SanUri => pgcordon_tls::IdentitySource::SanUri,
+            c::IdentitySource::SanDns => pgcordon_tls::IdentitySource::SanDns,
+            c::IdentitySource::SubjectAttribute(a) => {
+                pgcordon_tls::IdentitySource::SubjectAttribute(a.oid.clone())
+            }
+        };
+        let identity = IdentityRule::new(source, cfg.identity.pattern.as_str())
+            .map_err(LoadError::Identity)?;
+
+        let up = &cfg.upstream;
+        let (client_tls, server_name) = pgcordon_tls::upstream_config(
+            &pgcordon_tls::UpstreamTlsSettings {
+                ca: up.tls.ca.clone(),
+                server_name: up.tls.server_name.clone(),
+                client_cert: up.tls.client_cert.as_ref().map(|c| (c.cert.clone(), c.key.clone())),
+            },
+        )
+        .map_err(LoadError::UpstreamTls)?;
+        let password = match &up.password {
+            c::PasswordSource::File(path) => pgcordon_upstream::PasswordSource::File(path.clone()),
+            c::PasswordSource::Env { variable, .. } => {
+                pgcordon_upstream::PasswordSource::Env(variable.clone())
+            }
+        };
+        let channel_binding = match up.channel_binding {
+            c::ChannelBinding::Prefer => pgcordon_upstream::ChannelBindingPolicy::Prefer,
+            c::ChannelBinding::Require => pgcordon_upstream::ChannelBindingPolicy::Require,
+            c::ChannelBinding::Disable => pgcordon_upstream::ChannelBindingPolicy::Disable,
+        };
+        let upstream = UpstreamSettings {
+            host: up.primary.host.to_string(),
+            port: up.primary.port,
+            database: up.database.clone(),
+            user: up.user.clone(),
+            password,
+            tls: client_tls,
+            server_name,
+            connect_timeout: up.connect_timeout,
+            channel_binding,
+            allow_cleartext_password: up.allow_cleartext_password,
+            allow_md5_password: up.allow_md5_password,
+            startup_params: vec![("application_name".into(), "pgcordon".into())],
+        };
+
+        Ok(ProxySettings {
+            listen: cfg.listen.iter().map(|l| l.address).collect(),
+            tls,
+            identity,
+            protected_settings: cfg.identity.settings.clone(),
+            client_database: up.client_database.clone(),
+            pool_mode: match cfg.pool.mode {
+                c::PoolMode::Transaction => PoolMode::Transaction,
+                c::PoolMode::Session => PoolMode::Session,
+            },
+            handshake_timeout: cfg.tls.handshake_timeout,
+            startup_timeout: cfg.limits.startup_timeout,
+            max_frame_bytes: cfg.limits.max_frame_bytes as usize,
+            max_client_connections: cfg.limits.max_client_connections as usize,
+            upstream,
+            pool: PoolSettings {
+                size: cfg.pool.size as usize,
+                min_idle: cfg.pool.min_idle as usize,
+                acquire_timeout: cfg.pool.acquire_timeout,
+                server_lifetime: cfg.pool.server_lifetime,
+                idle_timeout: cfg.pool.idle_timeout,
+            },
+        })
+    }
+}

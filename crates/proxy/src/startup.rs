@@ -1,0 +1,129 @@
+//! After TLS: the client's StartupMessage is checked, its identity read from the verified
+//! certificate, and the client greeted as PostgreSQL would greet it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pgcordon_wire::server::{self, TxStatus};
+use pgcordon_wire::StartupParams;
+
+use crate::errors::ClientError;
+use crate::listener::Shared;
+use crate::params::{canonical_value, tracked_name, REPORTED_FIXED};
+
+/// Startup parameters accepted and ignored: they identify the client but change nothing.
+const IGNORED: &[&str] = &["user", "database"];
+
+/// A client that passed startup.
+pub struct ClientContext {
+    pub identity: Arc<str>,
+    /// Tracked parameters with the values this client's sessions must have.
+    pub desired: BTreeMap<String, String>,
+}
+
+/// Checks parameters, reads the identity, and writes the greeting into `out`.
+///
+/// # Errors
+/// The [`ClientError`] to report before closing.
+pub async fn accept_client(
+    shared: &Shared,
+    minor: u16,
+    params: &StartupParams,
+    leaf: Option<&[u8]>,
+    out: &mut BytesMut,
+) -> Result<ClientContext, ClientError> {
+    let mut requested = BTreeMap::new();
+    let mut unknown_protocol_options = Vec::new();
+    for (name, value) in &params.pairs {
+        if IGNORED.contains(&name.as_str()) {
+            continue;
+        }
+        if name.starts_with("_pq_.") {
+            unknown_protocol_options.push(name.as_str());
+            continue;
+        }
+        if is_protected(shared, name) {
+            return Err(ClientError::ProtectedStartupOption(name.clone()));
+        }
+        if name == "options" {
+            check_options(shared, value)?;
+            continue;
+        }
+        let Some(tracked) = tracked_name(name) else {
+            return Err(ClientError::UnsupportedStartupParameter(name.clone()));
+        };
+        if value.contains('\0') {
+            return Err(ClientError::Protocol("NUL in a startup parameter".into()));
+        }
+        requested.insert(tracked.to_string(), canonical_value(tracked, value));
+    }
+
+    let database = params.get("database").or(params.get("user")).unwrap_or_default();
+    if database != shared.settings.client_database {
+        return Err(ClientError::UnknownDatabase(database.to_owned()));
+    }
+
+    let leaf = leaf.ok_or_else(|| ClientError::NoIdentity("no certificate".into()))?;
+    let peer = pgcordon_tls::extract_identity(leaf, &shared.settings.identity)
+        .map_err(|e| ClientError::NoIdentity(e.to_string()))?;
+
+    let defaults = shared.defaults().await?;
+    let mut desired = defaults.tracked();
+    desired.extend(requested);
+
+    // Protocol 3.2 and `_pq_.` extensions: say what we speak, as PostgreSQL does.
+    if minor > 0 || !unknown_protocol_options.is_empty() {
+        server::negotiate_protocol_version(out, 0, &unknown_protocol_options);
+    }
+    server::authentication_ok(out);
+    let mut reported: BTreeMap<&str, &str> = BTreeMap::new();
+    for name in REPORTED_FIXED {
+        if let Some(value) = defaults.params.get(*name) {
+            reported.insert(name, value);
+        }
+    }
+    for (name, value) in &desired {
+        if !crate::params::UNREPORTED.contains(&name.as_str()) {
+            reported.insert(name, value);
+        }
+    }
+    for (name, value) in reported {
+        server::parameter_status(out, name, value);
+    }
+    // A proxy-issued key: the backend's real key never reaches the client.
+    let (pid, key) = random_key();
+    server::backend_key_data(out, pid, key);
+    server::ready_for_query(out, TxStatus::Idle);
+
+    Ok(ClientContext { identity: Arc::from(peer.identity.as_str()), desired })
+}
+
+fn is_protected(shared: &Shared, name: &str) -> bool {
+    shared.settings.protected_settings.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// `options` could carry `-c app.current_user_id=...`: refuse that as tampering, and refuse any
+/// other option clearly rather than silently dropping it.
+fn check_options(shared: &Shared, value: &str) -> Result<(), ClientError> {
+    let lowered = value.to_ascii_lowercase();
+    for protected in &shared.settings.protected_settings {
+        if lowered.contains(&protected.to_ascii_lowercase()) {
+            return Err(ClientError::ProtectedStartupOption(protected.clone()));
+        }
+    }
+    if value.trim().is_empty() {
+        return Ok(());
+    }
+    Err(ClientError::UnsupportedStartupParameter("options".into()))
+}
+
+fn random_key() -> (i32, i32) {
+    let mut bytes = [0u8; 8];
+    // ring's system RNG; on the unlikely failure the key is zero, which only weakens cancel
+    // (not yet forwarded) and never identity.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    let pid = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x7fff_ffff;
+    let key = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    (pid, key)
+}
