@@ -1,0 +1,60 @@
+//! Default values and bounds of the optional keys, in one place.
+//!
+//! Owns the numbers that docs/configuration.md and `config/pgcordon.yaml` repeat; tests check
+//! that a minimal file yields exactly these. It does not apply them (that is `validate`).
+
+use std::time::Duration;
+
+/// `tls.handshake_timeout`: a client that cannot finish TLS in 5 s is broken or hostile.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `identity.settings`: the setting row-level-security policies read by convention.
+pub const IDENTITY_SETTING: &str = "app.current_user_id";
+
+/// `upstream.connect_timeout`: covers TCP, TLS and SCRAM (PBKDF2 is the slow part).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `pool.size` default.
+pub const POOL_SIZE: u32 = 20;
+
+/// Largest `pool.size`: far above what one PostgreSQL server serves well (its own
+/// `max_connections` default is 100); a larger value is almost surely a typo.
+pub const POOL_SIZE_MAX: u32 = 10_000;
+
+/// `pool.min_idle` default: open server connections only when clients need them.
+pub const MIN_IDLE: u32 = 0;
+
+/// `pool.acquire_timeout` default.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `pool.server_lifetime` default: recycle connections hourly so server-side memory growth
+/// and DNS or failover changes are picked up.
+pub const SERVER_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// `pool.idle_timeout` default.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// `limits.startup_timeout`: from TCP accept to the end of authentication.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `limits.max_frame_bytes` default: large enough for big COPY rows and bulk inserts, small
+/// enough that a few hundred clients cannot exhaust memory with oversized messages.
+pub const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Smallest `limits.max_frame_bytes`: ordinary queries and Bind messages of ORMs routinely
+/// exceed a few kilobytes; below 64 KiB clients would fail in confusing ways.
+pub const MIN_FRAME_BYTES: u32 = 64 * 1024;
+
+/// Largest `limits.max_frame_bytes`: PostgreSQL itself cannot allocate more than 1 GB for one
+/// value, so a larger frame could never be served.
+pub const MAX_FRAME_BYTES_LIMIT: u32 = 1024 * 1024 * 1024;
+
+/// `limits.max_client_connections` default.
+pub const MAX_CLIENT_CONNECTIONS: u32 = 10_000;
+
+/// `log.level` default.
+pub const LOG_LEVEL: &str = "info";
+
+/// Longest database or role name PostgreSQL keeps (NAMEDATALEN - 1); longer names are
+/// silently truncated by the server, which would make `client_database` comparisons lie.
+pub const MAX_NAME_BYTES: usize = 63;

@@ -1,0 +1,288 @@
+//! The checked configuration that the rest of pgcordon reads.
+//!
+//! Owns the public, validated types. Every struct is `#[non_exhaustive]`, so code outside this
+//! crate can read the fields but can only obtain a value through [`crate::load`] or
+//! [`crate::parse`], that is after validation. Paths are absolute (resolved against the config
+//! file's directory) but not checked for existence: the components that read them do that.
+//! Converting these into each crate's own settings is the proxy crate's job, not this one's.
+
+use regex::Regex;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::address::HostPort;
+use crate::secret::PasswordSource;
+
+/// A validated pgcordon configuration.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The file it was read from (absolute when it could be made so).
+    pub source: PathBuf,
+    /// Addresses to accept clients on; at least one.
+    pub listen: Vec<Listener>,
+    /// Whether wildcard listen addresses (0.0.0.0, [::]) were allowed.
+    pub allow_wildcard: bool,
+    /// TLS towards clients, which must present certificates.
+    pub tls: ServerTls,
+    /// How a client certificate becomes an identity, and where the identity is set.
+    pub identity: Identity,
+    /// The PostgreSQL server and how to authenticate to it.
+    pub upstream: Upstream,
+    /// Upstream connection pooling.
+    pub pool: Pool,
+    /// Resource limits towards clients.
+    pub limits: Limits,
+    /// Logging.
+    pub log: Log,
+}
+
+/// One listening address (`listen[]`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Listener {
+    /// IP address and port; port 0 lets the system choose.
+    pub address: SocketAddr,
+}
+
+/// Client-facing TLS (`tls`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerTls {
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM.
+    pub key: PathBuf,
+    /// Bundle of CA certificates allowed to sign client certificates, PEM.
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists for client certificates; may be empty.
+    pub crl: Vec<PathBuf>,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Identity extraction and injection (`identity`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Identity {
+    /// Which part of the client certificate holds the identity.
+    pub from: IdentitySource,
+    /// The pattern the identity must match; see [`IdentityPattern::extract`].
+    pub pattern: IdentityPattern,
+    /// Custom settings (GUCs) that receive the identity, lower-cased, unique, at least one.
+    pub settings: Vec<String>,
+}
+
+/// Where in the client certificate the identity is read (`identity.from`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// The subject's common name.
+    SubjectCn,
+    /// A URI subject alternative name (SPIFFE IDs live here).
+    SanUri,
+    /// A DNS subject alternative name.
+    SanDns,
+    /// Another attribute of the subject name.
+    SubjectAttribute(SubjectAttribute),
+}
+
+impl IdentitySource {
+    /// The YAML spelling of this source.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IdentitySource::SubjectCn => "subject_cn",
+            IdentitySource::SanUri => "san_uri",
+            IdentitySource::SanDns => "san_dns",
+            IdentitySource::SubjectAttribute(_) => "subject_attribute",
+        }
+    }
+}
+
+/// A subject attribute (`identity.attribute`), by short name or OID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubjectAttribute {
+    /// The short name (`OU`, `emailAddress`) in its usual spelling, or the OID as written.
+    pub name: String,
+    /// The attribute's object identifier in dotted form, such as `2.5.4.11`.
+    pub oid: String,
+}
+
+/// The compiled `identity.pattern`: a regular expression with at most one capture group.
+#[derive(Clone, Debug)]
+pub struct IdentityPattern {
+    regex: Regex,
+}
+
+impl IdentityPattern {
+    pub(crate) fn new(regex: Regex) -> Self {
+        IdentityPattern { regex }
+    }
+
+    /// The compiled expression.
+    pub fn regex(&self) -> &Regex {
+        &self.regex
+    }
+
+    /// The pattern as written in the file.
+    pub fn as_str(&self) -> &str {
+        self.regex.as_str()
+    }
+
+    /// The identity in `value`: the capture group if the pattern has one, else the whole
+    /// match; `None` when the pattern does not match (or the group did not take part).
+    pub fn extract<'t>(&self, value: &'t str) -> Option<&'t str> {
+        let captures = self.regex.captures(value)?;
+        let group = if self.regex.captures_len() > 1 { 1 } else { 0 };
+        captures.get(group).map(|m| m.as_str())
+    }
+}
+
+/// The PostgreSQL server (`upstream`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Upstream {
+    /// The database pgcordon connects to.
+    pub database: String,
+    /// The database name clients ask for (defaults to `database`).
+    pub client_database: String,
+    /// The role pgcordon logs in as.
+    pub user: String,
+    /// Where the role's password comes from.
+    pub password: PasswordSource,
+    /// The primary server.
+    pub primary: HostPort,
+    /// Time allowed to open a connection, including TLS and authentication.
+    pub connect_timeout: Duration,
+    /// Whether SCRAM-SHA-256-PLUS (channel binding) is used.
+    pub channel_binding: ChannelBinding,
+    /// Whether the server may ask for the password in clear text (over TLS).
+    pub allow_cleartext_password: bool,
+    /// Whether the server may ask for an MD5 password hash.
+    pub allow_md5_password: bool,
+    /// TLS towards the server; always verify-full.
+    pub tls: UpstreamTls,
+}
+
+/// TLS towards PostgreSQL (`upstream.tls`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct UpstreamTls {
+    /// CA bundle that must have signed the server's certificate, PEM.
+    pub ca: PathBuf,
+    /// Name checked against the server certificate: a DNS name or an IP address.
+    pub server_name: String,
+    /// Certificate pgcordon presents to PostgreSQL, if any.
+    pub client_cert: Option<ClientCertificate>,
+}
+
+/// A certificate and its key (`upstream.tls.client_cert` / `client_key`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientCertificate {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// Channel binding policy (`upstream.channel_binding`), as in libpq's option of that name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelBinding {
+    /// Use SCRAM-SHA-256-PLUS when the server offers it.
+    #[default]
+    Prefer,
+    /// Refuse to authenticate without channel binding.
+    Require,
+    /// Never use channel binding.
+    Disable,
+}
+
+/// Pooling (`pool`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Pool {
+    /// When a server connection returns to the pool.
+    pub mode: PoolMode,
+    /// Most server connections open at once, 1 to 10000.
+    pub size: u32,
+    /// Idle server connections kept open, at most `size`.
+    pub min_idle: u32,
+    /// Longest a client waits for a server connection.
+    pub acquire_timeout: Duration,
+    /// Age after which a server connection is closed once idle.
+    pub server_lifetime: Duration,
+    /// Idle time after which a server connection above `min_idle` is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Pooling mode (`pool.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// A server connection serves one client transaction at a time.
+    #[default]
+    Transaction,
+    /// A server connection belongs to one client session until it ends.
+    Session,
+}
+
+/// Limits towards clients (`limits`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Time from TCP accept to the end of authentication.
+    pub startup_timeout: Duration,
+    /// Largest client message accepted after startup, in bytes.
+    pub max_frame_bytes: u32,
+    /// Most client connections open at once.
+    pub max_client_connections: u32,
+}
+
+/// Logging (`log`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Log {
+    /// Output format.
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive string; checked by the binary, which owns tracing.
+    pub level: String,
+}
+
+/// Log output format (`log.format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+macro_rules! yaml_names {
+    ($($ty:ty { $($variant:ident => $name:literal),+ })+) => {$(
+        impl $ty {
+            /// The YAML spelling of this value.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+yaml_names! {
+    ChannelBinding { Prefer => "prefer", Require => "require", Disable => "disable" }
+    PoolMode { Transaction => "transaction", Session => "session" }
+    LogFormat { Text => "text", Json => "json" }
+}

@@ -1,0 +1,112 @@
+//! The short human summary that `pgcordon check` prints after a successful load.
+//!
+//! Owns [`Config::summary`]. It names where secrets come from but never shows one.
+
+use std::fmt::Write;
+
+use crate::model::{Config, IdentitySource};
+use crate::units::{format_byte_size, format_duration as dur};
+
+fn allowed(yes: bool) -> &'static str {
+    if yes {
+        "allowed"
+    } else {
+        "refused"
+    }
+}
+
+impl Config {
+    /// A few lines describing what this configuration will do, without secrets.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; the results are ignored for that reason.
+        let _ = writeln!(out, "config: {}", self.source.display());
+
+        let listen: Vec<String> = self.listen.iter().map(|l| l.address.to_string()).collect();
+        let wildcard = if self.allow_wildcard {
+            " (wildcards allowed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "listen: {}{wildcard}", listen.join(", "));
+
+        let tls = &self.tls;
+        let _ = writeln!(
+            out,
+            "client tls: cert {}, key {}, client CA {}, {} CRL file(s), handshake timeout {}",
+            tls.cert.display(),
+            tls.key.display(),
+            tls.client_ca.display(),
+            tls.crl.len(),
+            dur(tls.handshake_timeout),
+        );
+
+        let id = &self.identity;
+        let from = match &id.from {
+            IdentitySource::SubjectAttribute(a) => {
+                format!("subject attribute {} ({})", a.name, a.oid)
+            }
+            other => other.as_str().to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "identity: {from} matching {} -> {}",
+            id.pattern.as_str(),
+            id.settings.join(", "),
+        );
+
+        let up = &self.upstream;
+        let _ = writeln!(
+            out,
+            "upstream: {}@{}/{} (clients ask for {}), password from {}, connect timeout {}",
+            up.user,
+            up.primary,
+            up.database,
+            up.client_database,
+            up.password.describe(),
+            dur(up.connect_timeout),
+        );
+        let client_cert = match &up.tls.client_cert {
+            Some(c) => format!("client cert {}", c.cert.display()),
+            None => "no client cert".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "upstream tls: verify-full as {} with CA {}, {client_cert}, channel binding {}, \
+             cleartext password {}, md5 password {}",
+            up.tls.server_name,
+            up.tls.ca.display(),
+            up.channel_binding,
+            allowed(up.allow_cleartext_password),
+            allowed(up.allow_md5_password),
+        );
+
+        let pool = &self.pool;
+        let _ = writeln!(
+            out,
+            "pool: {} mode, size {}, min idle {}, acquire timeout {}, server lifetime {}, \
+             idle timeout {}",
+            pool.mode,
+            pool.size,
+            pool.min_idle,
+            dur(pool.acquire_timeout),
+            dur(pool.server_lifetime),
+            dur(pool.idle_timeout),
+        );
+
+        let limits = &self.limits;
+        let _ = writeln!(
+            out,
+            "limits: startup timeout {}, max frame {}, max client connections {}",
+            dur(limits.startup_timeout),
+            format_byte_size(u64::from(limits.max_frame_bytes)),
+            limits.max_client_connections,
+        );
+        let _ = write!(
+            out,
+            "log: {} format, level {}",
+            self.log.format, self.log.level
+        );
+        out
+    }
+}
