@@ -1,1 +1,189 @@
-//! Placeholder.
+//! Shared harness for pgcordon's end-to-end tests: a real PostgreSQL 15 primary with TLS and
+//! SCRAM (the devkit stack), pgcordon started in-process from a real YAML configuration, and
+//! real clients (tokio-postgres over rustls, psql).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pgcordon_devkit::stack::{Stack, TENANT_A, TENANT_B};
+use tokio::sync::oneshot;
+
+/// Transaction pooling with a small pool, the default for tests.
+pub const POOL_TX: &str = "  mode: transaction\n  size: 5\n  min_idle: 1\n  acquire_timeout: 2s";
+
+/// Which client certificate a test connects with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenant {
+    A,
+    B,
+}
+
+impl Tenant {
+    pub fn id(self) -> &'static str {
+        match self {
+            Tenant::A => TENANT_A,
+            Tenant::B => TENANT_B,
+        }
+    }
+}
+
+/// A running stack and proxy. Dropping it stops both.
+pub struct Harness {
+    pub stack: Stack,
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Starts a stack and pgcordon with the given `pool:` section body.
+    pub async fn start(pool_yaml: &str) -> Harness {
+        Harness::start_with(pool_yaml, "").await
+    }
+
+    /// Starts a stack and pgcordon; `extra` is appended to the configuration.
+    pub async fn start_with(pool_yaml: &str, extra: &str) -> Harness {
+        init_logging();
+        let dir = tempfile::Builder::new()
+            .prefix("pgcordon-e2e")
+            .tempdir()
+            .expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let stack = tokio::task::spawn_blocking(move || Stack::start(&root))
+            .await
+            .expect("stack task")
+            .expect("start the PostgreSQL stack");
+        let listen = Stack::free_listen_addr().expect("free port");
+        let config_path = stack
+            .write_config(&listen, pool_yaml, extra)
+            .expect("write config");
+        let (addr, shutdown) = start_proxy(&config_path).await;
+        Harness {
+            stack,
+            addr,
+            config_path,
+            shutdown: Some(shutdown),
+            _dir: dir,
+        }
+    }
+
+    /// A rustls client configuration presenting `cert`, trusting the stack's CA.
+    pub fn client_tls(&self, cert: &(PathBuf, PathBuf)) -> rustls::ClientConfig {
+        client_tls(&self.stack.files.ca, Some(cert))
+    }
+
+    pub fn tenant_files(&self, tenant: Tenant) -> &(PathBuf, PathBuf) {
+        match tenant {
+            Tenant::A => &self.stack.files.tenant_a,
+            Tenant::B => &self.stack.files.tenant_b,
+        }
+    }
+
+    /// Connects as `tenant` with tokio-postgres over mTLS.
+    pub async fn connect(&self, tenant: Tenant) -> tokio_postgres::Client {
+        self.try_connect_with(self.client_tls(self.tenant_files(tenant)), "app")
+            .await
+            .expect("connect through pgcordon")
+    }
+
+    /// Connects with an arbitrary TLS configuration and database name.
+    pub async fn try_connect_with(
+        &self,
+        tls: rustls::ClientConfig,
+        dbname: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("localhost")
+            .port(self.addr.port())
+            .user("api")
+            .dbname(dbname)
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let (client, connection) = config.connect(tls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// A libpq connection string for psql as `tenant`, with verify-full.
+    pub fn conninfo(&self, tenant: Tenant) -> String {
+        let (cert, key) = self.tenant_files(tenant);
+        format!(
+            "host=localhost port={} dbname=app user=api sslmode=verify-full sslrootcert={} \
+             sslcert={} sslkey={}",
+            self.addr.port(),
+            self.stack.files.ca.display(),
+            cert.display(),
+            key.display()
+        )
+    }
+
+    /// Runs SQL as the PostgreSQL superuser directly (not through pgcordon).
+    pub fn admin(&self, sql: &str) -> String {
+        self.stack.cluster.psql("app", sql).expect("admin SQL")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Loads `config_path` the way `pgcordon run` does and serves it until the sender fires.
+pub async fn start_proxy(config_path: &std::path::Path) -> (SocketAddr, oneshot::Sender<()>) {
+    let config = pgcordon_config::load(config_path).expect("valid configuration");
+    let settings = pgcordon_proxy::ProxySettings::from_config(&config).expect("load settings");
+    let proxy = pgcordon_proxy::Proxy::new(settings).expect("build proxy");
+    let bound = proxy.bind().await.expect("bind");
+    let addr = bound.local_addrs()[0];
+    let _ = bound.pool().warm_up().await;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(bound.run(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// A rustls client configuration (ring provider) trusting `ca`, optionally presenting a cert.
+pub fn client_tls(ca: &std::path::Path, cert: Option<&(PathBuf, PathBuf)>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pgcordon_tls::load_certs(ca).expect("CA") {
+        roots.add(c).expect("add CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    match cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                pgcordon_tls::load_certs(cert).expect("cert"),
+                pgcordon_tls::load_private_key(key).expect("key"),
+            )
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    }
+}
+
+/// The SQLSTATE of a tokio-postgres error, if the server (or pgcordon) sent one.
+pub fn sqlstate(err: &tokio_postgres::Error) -> Option<String> {
+    err.as_db_error().map(|e| e.code().code().to_owned())
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PGCORDON_TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}

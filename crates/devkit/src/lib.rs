@@ -16,6 +16,7 @@ pub mod cluster;
 mod error;
 pub mod pki;
 mod random;
+pub mod stack;
 
 pub use cluster::{find_pg_bindir, free_port, Cluster, ClusterOptions};
 pub use error::DevkitError;

@@ -47,7 +47,12 @@ pub struct PooledBackend {
 impl PooledBackend {
     fn new(backend: Backend) -> PooledBackend {
         let params = backend.params.iter().cloned().collect();
-        PooledBackend { backend, identity: None, params, broken: false }
+        PooledBackend {
+            backend,
+            identity: None,
+            params,
+            broken: false,
+        }
     }
 }
 
@@ -98,7 +103,10 @@ impl BackendPool {
             .queue_mode(QueueMode::Lifo)
             .runtime(deadpool::Runtime::Tokio1)
             .build()?;
-        Ok(BackendPool { inner, settings: Arc::new(settings) })
+        Ok(BackendPool {
+            inner,
+            settings: Arc::new(settings),
+        })
     }
 
     /// Takes a session, waiting at most the configured acquire timeout.
@@ -108,7 +116,11 @@ impl BackendPool {
     /// a new one could not be opened.
     pub async fn acquire(&self) -> Result<Checkout, AcquireError> {
         let wait = self.settings.acquire_timeout;
-        let timeouts = Timeouts { wait: Some(wait), create: None, recycle: Some(wait) };
+        let timeouts = Timeouts {
+            wait: Some(wait),
+            create: None,
+            recycle: Some(wait),
+        };
         match tokio::time::timeout(wait, self.inner.timeout_get(&timeouts)).await {
             Ok(Ok(checkout)) => Ok(checkout),
             Ok(Err(PoolError::Backend(e))) => Err(AcquireError::Upstream(e)),
@@ -124,7 +136,12 @@ impl BackendPool {
 
     pub fn status(&self) -> PoolStatus {
         let s = self.inner.status();
-        PoolStatus { max_size: s.max_size, size: s.size, idle: s.available, waiting: s.waiting }
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
     }
 
     pub fn settings(&self) -> &PoolSettings {

@@ -18,7 +18,10 @@ pub struct BackendManager {
 
 impl BackendManager {
     pub(crate) fn new(upstream: UpstreamSettings, settings: &PoolSettings) -> BackendManager {
-        BackendManager { upstream, server_lifetime: settings.server_lifetime }
+        BackendManager {
+            upstream,
+            server_lifetime: settings.server_lifetime,
+        }
     }
 
     pub fn upstream(&self) -> &UpstreamSettings {
@@ -41,7 +44,11 @@ impl Manager for BackendManager {
         Ok(PooledBackend::new(backend))
     }
 
-    async fn recycle(&self, obj: &mut PooledBackend, metrics: &Metrics) -> RecycleResult<Self::Error> {
+    async fn recycle(
+        &self,
+        obj: &mut PooledBackend,
+        metrics: &Metrics,
+    ) -> RecycleResult<Self::Error> {
         if obj.broken {
             return Err(RecycleError::message("session marked broken"));
         }

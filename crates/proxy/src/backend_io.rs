@@ -23,7 +23,11 @@ pub const MAX_BACKEND_MESSAGE: usize = (1 << 30) + 1024;
 ///
 /// # Errors
 /// The first I/O error, or end of stream while writing.
-pub async fn write_draining<S>(stream: &mut S, data: &[u8], read_buf: &mut BytesMut) -> std::io::Result<()>
+pub async fn write_draining<S>(
+    stream: &mut S,
+    data: &[u8],
+    read_buf: &mut BytesMut,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -33,7 +37,9 @@ where
         loop {
             if written < data.len() {
                 match Pin::new(&mut *stream).poll_write(cx, &data[written..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
                     Poll::Ready(Ok(n)) => {
                         written += n;
                         continue;
@@ -130,12 +136,17 @@ pub fn record_parameter(params: &mut std::collections::BTreeMap<String, String>,
     let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
         return;
     };
-    params.insert(String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned());
+    params.insert(
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(value).into_owned(),
+    );
 }
 
 fn data_row(body: &[u8]) -> Vec<Option<String>> {
     let mut values = Vec::new();
-    let Some(count) = body.get(..2) else { return values };
+    let Some(count) = body.get(..2) else {
+        return values;
+    };
     let count = u16::from_be_bytes([count[0], count[1]]);
     let mut rest = &body[2..];
     for _ in 0..count {
@@ -146,7 +157,9 @@ fn data_row(body: &[u8]) -> Vec<Option<String>> {
             values.push(None);
             continue;
         }
-        let Some(value) = rest.get(..len as usize) else { break };
+        let Some(value) = rest.get(..len as usize) else {
+            break;
+        };
         values.push(Some(String::from_utf8_lossy(value).into_owned()));
         rest = &rest[len as usize..];
     }

@@ -72,9 +72,9 @@ impl ClientError {
             ClientError::UnsupportedStartupParameter(name) => {
                 format!("startup parameter \"{name}\" is not supported by pgcordon")
             }
-            ClientError::ProtectedStartupOption(name) => format!(
-                "setting \"{name}\" is managed by pgcordon and cannot be set by the client"
-            ),
+            ClientError::ProtectedStartupOption(name) => {
+                format!("setting \"{name}\" is managed by pgcordon and cannot be set by the client")
+            }
             ClientError::Protocol(detail) => format!("protocol violation: {detail}"),
             ClientError::FrameTooLarge(detail) => format!("message too large: {detail}"),
             ClientError::Guard(message) | ClientError::NotSupported(message) => message.clone(),
@@ -94,7 +94,11 @@ impl ClientError {
 
     /// Appends the ErrorResponse for this error to `out`.
     pub fn write(&self, out: &mut BytesMut) {
-        let severity = if self.is_fatal() { Severity::Fatal } else { Severity::Error };
+        let severity = if self.is_fatal() {
+            Severity::Fatal
+        } else {
+            Severity::Error
+        };
         error_response(out, severity, self.sqlstate(), &self.message(), None, None);
     }
 }

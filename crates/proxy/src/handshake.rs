@@ -28,7 +28,10 @@ pub enum HandshakeError {
     #[error("I/O error before TLS: {0}")]
     Io(#[from] std::io::Error),
     #[error("TLS handshake failed: {reason}")]
-    Tls { reason: pgcordon_tls::HandshakeFailure, source: std::io::Error },
+    Tls {
+        reason: pgcordon_tls::HandshakeFailure,
+        source: std::io::Error,
+    },
     #[error("direct TLS without ALPN \"postgresql\"")]
     NoAlpn,
     #[error("plaintext bytes were queued after SSLRequest")]
@@ -38,7 +41,10 @@ pub enum HandshakeError {
     #[error("invalid first packet: {0}")]
     BadPacket(#[from] StartupError),
     #[error("cancel request")]
-    Cancel { process_id: i32, secret_key: Vec<u8> },
+    Cancel {
+        process_id: i32,
+        secret_key: Vec<u8>,
+    },
     #[error("unexpected {0} inside TLS")]
     Unexpected(&'static str),
 }
@@ -97,8 +103,14 @@ pub async fn establish(
                 break false;
             }
             FirstPacket::GssEncRequest => tcp.write_all(b"N").await?,
-            FirstPacket::CancelRequest { process_id, secret_key } => {
-                return Err(HandshakeError::Cancel { process_id, secret_key })
+            FirstPacket::CancelRequest {
+                process_id,
+                secret_key,
+            } => {
+                return Err(HandshakeError::Cancel {
+                    process_id,
+                    secret_key,
+                })
             }
             FirstPacket::Startup { .. } => {
                 let mut out = BytesMut::new();
@@ -109,10 +121,13 @@ pub async fn establish(
         }
     };
 
-    let stream = acceptor.accept(tcp).await.map_err(|source| HandshakeError::Tls {
-        reason: pgcordon_tls::classify_handshake_error(&source),
-        source,
-    })?;
+    let stream = acceptor
+        .accept(tcp)
+        .await
+        .map_err(|source| HandshakeError::Tls {
+            reason: pgcordon_tls::classify_handshake_error(&source),
+            source,
+        })?;
     let alpn = stream.get_ref().1.alpn_protocol();
     // rustls accepts a ClientHello without ALPN; PostgreSQL requires it for direct TLS, so that
     // a TLS connection meant for another protocol cannot be replayed here.
@@ -129,12 +144,19 @@ async fn read_startup_over_tls(
     loop {
         if let Some(packet) = decode_startup(&mut buf)? {
             return match packet {
-                FirstPacket::Startup { minor, params, .. } => {
-                    Ok(Established { stream, minor, params, leftover: buf })
-                }
-                FirstPacket::CancelRequest { process_id, secret_key } => {
-                    Err(HandshakeError::Cancel { process_id, secret_key })
-                }
+                FirstPacket::Startup { minor, params, .. } => Ok(Established {
+                    stream,
+                    minor,
+                    params,
+                    leftover: buf,
+                }),
+                FirstPacket::CancelRequest {
+                    process_id,
+                    secret_key,
+                } => Err(HandshakeError::Cancel {
+                    process_id,
+                    secret_key,
+                }),
                 FirstPacket::SslRequest => Err(HandshakeError::Unexpected("SSLRequest")),
                 FirstPacket::GssEncRequest => Err(HandshakeError::Unexpected("GSSENCRequest")),
             };
@@ -146,7 +168,10 @@ async fn read_startup_over_tls(
 }
 
 /// Reads exactly one untagged packet, never more than it announces.
-async fn read_packet(tcp: &mut TcpStream, buf: &mut BytesMut) -> Result<FirstPacket, HandshakeError> {
+async fn read_packet(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<FirstPacket, HandshakeError> {
     loop {
         if let Some(packet) = decode_startup(buf)? {
             return Ok(packet);

@@ -84,7 +84,9 @@ impl Proxy {
             defaults: OnceCell::new(),
             next_conn_id: AtomicU64::new(1),
         };
-        Ok(Proxy { shared: Arc::new(shared) })
+        Ok(Proxy {
+            shared: Arc::new(shared),
+        })
     }
 
     /// The backend pool, for warm-up and status.
@@ -101,10 +103,16 @@ impl Proxy {
         for addr in &self.shared.settings.listen {
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| SettingsError::Bind { addr: *addr, source })?;
+                .map_err(|source| SettingsError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
             listeners.push(listener);
         }
-        Ok(BoundProxy { shared: self.shared, listeners })
+        Ok(BoundProxy {
+            shared: self.shared,
+            listeners,
+        })
     }
 }
 
@@ -117,7 +125,10 @@ pub struct BoundProxy {
 impl BoundProxy {
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     pub fn pool(&self) -> &BackendPool {
@@ -128,7 +139,10 @@ impl BoundProxy {
     /// continue on their own tasks.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(self.shared.settings.max_client_connections));
-        let maintenance = self.shared.pool.spawn_maintenance(maintenance_period(&self.shared));
+        let maintenance = self
+            .shared
+            .pool
+            .spawn_maintenance(maintenance_period(&self.shared));
         let mut accepts = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let shared = self.shared.clone();
@@ -147,7 +161,10 @@ impl BoundProxy {
 
 fn maintenance_period(shared: &Shared) -> std::time::Duration {
     let idle = shared.settings.pool.idle_timeout / 4;
-    idle.clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(30))
+    idle.clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    )
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {

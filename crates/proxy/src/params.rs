@@ -33,14 +33,21 @@ pub const REPORTED_FIXED: &[&str] = &[
 
 /// The canonical name of a tracked parameter, matched case-insensitively as PostgreSQL does.
 pub fn tracked_name(name: &str) -> Option<&'static str> {
-    TRACKED.iter().copied().find(|t| t.eq_ignore_ascii_case(name))
+    TRACKED
+        .iter()
+        .copied()
+        .find(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// PostgreSQL accepts encoding names loosely ("utf-8", "utf8", "UTF8") and reports the canonical
 /// one; compare in that form so a client asking for "utf-8" does not look changed forever.
 pub fn canonical_value(name: &str, value: &str) -> String {
     if name == "client_encoding" {
-        value.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_ascii_uppercase()
+        value
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_uppercase()
     } else {
         value.to_owned()
     }
@@ -57,7 +64,11 @@ impl ServerDefaults {
     pub fn tracked(&self) -> BTreeMap<String, String> {
         TRACKED
             .iter()
-            .filter_map(|name| self.params.get(*name).map(|v| (name.to_string(), v.clone())))
+            .filter_map(|name| {
+                self.params
+                    .get(*name)
+                    .map(|v| (name.to_string(), v.clone()))
+            })
             .collect()
     }
 }

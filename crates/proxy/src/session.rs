@@ -31,7 +31,8 @@ use crate::startup::accept_client;
 /// Serves one accepted TCP connection to its end.
 pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
     let settings = &shared.settings;
-    let handshake = tokio::time::timeout(settings.handshake_timeout, establish(tcp, &shared.acceptor));
+    let handshake =
+        tokio::time::timeout(settings.handshake_timeout, establish(tcp, &shared.acceptor));
     let established = match handshake.await {
         Ok(Ok(established)) => established,
         Ok(Err(e)) => return log_handshake_failure(peer, &e),
@@ -40,7 +41,13 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
             return;
         }
     };
-    let Established { mut stream, minor, params, leftover, .. } = established;
+    let Established {
+        mut stream,
+        minor,
+        params,
+        leftover,
+        ..
+    } = established;
 
     let leaf = stream
         .get_ref()
@@ -236,14 +243,18 @@ impl Session<'_> {
 
     async fn on_query(&mut self, msg: RawMessage) -> Result<(), End> {
         let Some(text) = inspect::query_text(msg.body()) else {
-            return Err(End::Fatal(ClientError::Protocol("malformed Query message".into())));
+            return Err(End::Fatal(ClientError::Protocol(
+                "malformed Query message".into(),
+            )));
         };
         self.guarded(msg.clone(), text).await
     }
 
     async fn on_parse(&mut self, msg: RawMessage) -> Result<(), End> {
         let Some((name, text)) = inspect::parse_head(msg.body()) else {
-            return Err(End::Fatal(ClientError::Protocol("malformed Parse message".into())));
+            return Err(End::Fatal(ClientError::Protocol(
+                "malformed Parse message".into(),
+            )));
         };
         if !name.is_empty() && self.shared.settings.pool_mode == PoolMode::Transaction {
             let err = ClientError::NotSupported(
@@ -273,7 +284,10 @@ impl Session<'_> {
                 Ok(())
             }
             Verdict::Refuse(refusal) => {
-                tracing::warn!(reason = refusal.reason.as_str(), "statement refused by the guard");
+                tracing::warn!(
+                    reason = refusal.reason.as_str(),
+                    "statement refused by the guard"
+                );
                 self.refuse(msg, ClientError::Guard(refusal.message)).await
             }
         }
@@ -353,8 +367,10 @@ impl Session<'_> {
         let injection = if assignments.is_empty() {
             None
         } else {
-            let pairs: Vec<(&str, &str)> =
-                assignments.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = assignments
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
             Some(write_injection(&mut to_backend, &pairs))
         };
         checkout.identity = Some(self.identity.clone());
@@ -375,12 +391,15 @@ impl Session<'_> {
     }
 
     async fn flush_backend(&mut self) -> Result<(), End> {
-        let Some(b) = self.backend.as_mut() else { return Ok(()) };
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(());
+        };
         if b.to_backend.is_empty() {
             return Ok(());
         }
         let backend = &mut b.checkout.backend;
-        if let Err(e) = write_draining(&mut backend.stream, &b.to_backend, &mut backend.read_buf).await
+        if let Err(e) =
+            write_draining(&mut backend.stream, &b.to_backend, &mut backend.read_buf).await
         {
             return Err(End::BackendLost(format!("write failed: {e}")));
         }
@@ -391,7 +410,9 @@ impl Session<'_> {
     // ---- backend to client ------------------------------------------------------------------
 
     fn handle_backend_messages(&mut self) -> Result<(), End> {
-        let Some(b) = self.backend.as_mut() else { return Ok(()) };
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(());
+        };
         loop {
             let msg = match decode_frame(&mut b.checkout.backend.read_buf, MAX_BACKEND_MESSAGE) {
                 Ok(Some(msg)) => msg,
@@ -410,7 +431,9 @@ impl Session<'_> {
                         let f = inspect::error_fields(msg.body());
                         tracing::error!(code = ?f.code, message = ?f.message, tag = %(msg.tag as char),
                             "identity injection failed; dropping the backend session");
-                        return Err(End::BackendLost("could not apply the client identity".into()));
+                        return Err(End::BackendLost(
+                            "could not apply the client identity".into(),
+                        ));
                     }
                 }
             }
@@ -426,7 +449,9 @@ impl Session<'_> {
                 b'E' => {
                     let f = inspect::error_fields(msg.body());
                     if matches!(f.severity.as_deref(), Some("FATAL") | Some("PANIC")) {
-                        let why = f.message.unwrap_or_else(|| "server ended the session".into());
+                        let why = f
+                            .message
+                            .unwrap_or_else(|| "server ended the session".into());
                         return Err(End::BackendLost(why));
                     }
                 }
@@ -453,7 +478,12 @@ impl Session<'_> {
     }
 
     async fn wait_for_input(&mut self) -> Result<(), End> {
-        let Session { client, client_in, backend, .. } = self;
+        let Session {
+            client,
+            client_in,
+            backend,
+            ..
+        } = self;
         let Some(b) = backend.as_mut() else {
             return match client.read_buf(client_in).await {
                 Ok(0) | Err(_) => Err(End::ClientGone),
@@ -504,7 +534,9 @@ impl Session<'_> {
 /// Records a ParameterStatus for a tracked parameter as this client's desired value.
 fn record_desired(desired: &mut BTreeMap<String, String>, body: &[u8]) {
     let mut parts = body.split(|b| *b == 0);
-    let (Some(name), Some(value)) = (parts.next(), parts.next()) else { return };
+    let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        return;
+    };
     let name = String::from_utf8_lossy(name);
     if let Some(tracked) = tracked_name(&name) {
         let value = canonical_value(tracked, &String::from_utf8_lossy(value));

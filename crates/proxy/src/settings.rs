@@ -40,7 +40,10 @@ pub struct ProxySettings {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid pool settings: {0}")]
     Pool(String),
     #[error("invalid guard settings: {0}")]
@@ -85,14 +88,17 @@ impl ProxySettings {
             .map_err(LoadError::Identity)?;
 
         let up = &cfg.upstream;
-        let (client_tls, server_name) = pgcordon_tls::upstream_config(
-            &pgcordon_tls::UpstreamTlsSettings {
+        let (client_tls, server_name) =
+            pgcordon_tls::upstream_config(&pgcordon_tls::UpstreamTlsSettings {
                 ca: up.tls.ca.clone(),
                 server_name: up.tls.server_name.clone(),
-                client_cert: up.tls.client_cert.as_ref().map(|c| (c.cert.clone(), c.key.clone())),
-            },
-        )
-        .map_err(LoadError::UpstreamTls)?;
+                client_cert: up
+                    .tls
+                    .client_cert
+                    .as_ref()
+                    .map(|c| (c.cert.clone(), c.key.clone())),
+            })
+            .map_err(LoadError::UpstreamTls)?;
         let password = match &up.password {
             c::PasswordSource::File(path) => pgcordon_upstream::PasswordSource::File(path.clone()),
             c::PasswordSource::Env { variable, .. } => {

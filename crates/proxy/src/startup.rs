@@ -59,7 +59,10 @@ pub async fn accept_client(
         requested.insert(tracked.to_string(), canonical_value(tracked, value));
     }
 
-    let database = params.get("database").or(params.get("user")).unwrap_or_default();
+    let database = params
+        .get("database")
+        .or(params.get("user"))
+        .unwrap_or_default();
     if database != shared.settings.client_database {
         return Err(ClientError::UnknownDatabase(database.to_owned()));
     }
@@ -96,11 +99,18 @@ pub async fn accept_client(
     server::backend_key_data(out, pid, key);
     server::ready_for_query(out, TxStatus::Idle);
 
-    Ok(ClientContext { identity: Arc::from(peer.identity.as_str()), desired })
+    Ok(ClientContext {
+        identity: Arc::from(peer.identity.as_str()),
+        desired,
+    })
 }
 
 fn is_protected(shared: &Shared, name: &str) -> bool {
-    shared.settings.protected_settings.iter().any(|p| p.eq_ignore_ascii_case(name))
+    shared
+        .settings
+        .protected_settings
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name))
 }
 
 /// `options` could carry `-c app.current_user_id=...`: refuse that as tampering, and refuse any

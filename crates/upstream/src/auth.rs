@@ -52,7 +52,10 @@ pub(crate) async fn authenticate(
 }
 
 fn refused(conn: &Conn<'_>, method: &'static str) -> UpstreamError {
-    UpstreamError::MethodRefused { addr: conn.addr.into(), method }
+    UpstreamError::MethodRefused {
+        addr: conn.addr.into(),
+        method,
+    }
 }
 
 async fn scram(
@@ -60,7 +63,10 @@ async fn scram(
     settings: &UpstreamSettings,
     mechanisms: &[u8],
 ) -> Result<bool, UpstreamError> {
-    let offered: Vec<&[u8]> = mechanisms.split(|b| *b == 0).filter(|m| !m.is_empty()).collect();
+    let offered: Vec<&[u8]> = mechanisms
+        .split(|b| *b == 0)
+        .filter(|m| !m.is_empty())
+        .collect();
     let plus_offered = offered.contains(&SCRAM_SHA_256_PLUS.as_bytes());
     let plain_offered = offered.contains(&SCRAM_SHA_256.as_bytes());
 
@@ -76,11 +82,19 @@ async fn scram(
             (SCRAM_SHA_256, ChannelBinding::unsupported())
         }
         (ChannelBindingPolicy::Disable, _, _) => {
-            return Err(refused(conn, "only SCRAM-SHA-256-PLUS, but channel binding is disabled"))
+            return Err(refused(
+                conn,
+                "only SCRAM-SHA-256-PLUS, but channel binding is disabled",
+            ))
         }
-        (_, true, Some(hash)) => (SCRAM_SHA_256_PLUS, ChannelBinding::tls_server_end_point(hash)),
+        (_, true, Some(hash)) => (
+            SCRAM_SHA_256_PLUS,
+            ChannelBinding::tls_server_end_point(hash),
+        ),
         (ChannelBindingPolicy::Require, _, _) => {
-            return Err(UpstreamError::ChannelBindingRequired { addr: conn.addr.into() })
+            return Err(UpstreamError::ChannelBindingRequired {
+                addr: conn.addr.into(),
+            })
         }
         // PLUS offered but the certificate's hash algorithm is unknown: "n". Sending "y" here
         // would tell the server we saw no PLUS offer, which it rightly treats as a downgrade.
@@ -120,13 +134,18 @@ async fn scram(
         return Err(conn.protocol(format!("expected SASL final, got request {code}")));
     }
     // Verifies the server's signature: a server that does not know the password fails here.
-    scram.finish(&server_final).map_err(|e| scram_err(conn, e))?;
+    scram
+        .finish(&server_final)
+        .map_err(|e| scram_err(conn, e))?;
     expect_ok(conn).await?;
     Ok(mechanism == SCRAM_SHA_256_PLUS)
 }
 
 fn scram_err(conn: &Conn<'_>, source: std::io::Error) -> UpstreamError {
-    UpstreamError::Scram { addr: conn.addr.into(), source }
+    UpstreamError::Scram {
+        addr: conn.addr.into(),
+        source,
+    }
 }
 
 async fn send_password(conn: &mut Conn<'_>, password: &[u8]) -> Result<(), UpstreamError> {

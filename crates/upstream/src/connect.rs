@@ -75,29 +75,48 @@ impl std::fmt::Debug for Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot resolve {host}: {source}")]
-    Resolve { host: String, source: std::io::Error },
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connecting to {addr} timed out after {after:?}")]
     Timeout { addr: String, after: Duration },
     #[error("server {addr} refused TLS (answered {answer:?} to SSLRequest)")]
     TlsRefused { addr: String, answer: char },
     #[error("TLS handshake with {addr} failed: {source}")]
-    Tls { addr: String, source: std::io::Error },
+    Tls {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server {addr} rejected the session: {code} {message}")]
-    Server { addr: String, code: String, message: String },
+    Server {
+        addr: String,
+        code: String,
+        message: String,
+    },
     #[error("server {addr} asked for {method}, which the configuration does not allow")]
     MethodRefused { addr: String, method: &'static str },
     #[error("server {addr} does not offer SCRAM-SHA-256-PLUS, and channel binding is required")]
     ChannelBindingRequired { addr: String },
     #[error("SCRAM exchange with {addr} failed: {source}")]
-    Scram { addr: String, source: std::io::Error },
+    Scram {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("password for the upstream: {0}")]
     Password(#[from] PasswordError),
     #[error("protocol error from {addr}: {detail}")]
     Protocol { addr: String, detail: String },
     #[error("I/O error with {addr}: {source}")]
-    Io { addr: String, source: std::io::Error },
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 impl UpstreamError {
@@ -118,7 +137,10 @@ pub async fn connect(settings: &UpstreamSettings) -> Result<Backend, UpstreamErr
     let addr = format!("{}:{}", settings.host, settings.port);
     tokio::time::timeout(settings.connect_timeout, connect_inner(settings, &addr))
         .await
-        .map_err(|_| UpstreamError::Timeout { addr, after: settings.connect_timeout })?
+        .map_err(|_| UpstreamError::Timeout {
+            addr,
+            after: settings.connect_timeout,
+        })?
 }
 
 async fn connect_inner(settings: &UpstreamSettings, addr: &str) -> Result<Backend, UpstreamError> {
@@ -129,26 +151,46 @@ async fn connect_inner(settings: &UpstreamSettings, addr: &str) -> Result<Backen
     // queued before the handshake.
     let mut request = BytesMut::new();
     postgres_protocol::message::frontend::ssl_request(&mut request);
-    tcp.write_all(&request).await.map_err(|source| io_err(addr, source))?;
+    tcp.write_all(&request)
+        .await
+        .map_err(|source| io_err(addr, source))?;
     let answer = tcp.read_u8().await.map_err(|source| io_err(addr, source))?;
     if answer != b'S' {
-        return Err(UpstreamError::TlsRefused { addr: addr.into(), answer: answer as char });
+        return Err(UpstreamError::TlsRefused {
+            addr: addr.into(),
+            answer: answer as char,
+        });
     }
     let connector = TlsConnector::from(settings.tls.clone());
     let mut stream = connector
         .connect(settings.server_name.clone(), tcp)
         .await
-        .map_err(|source| UpstreamError::Tls { addr: addr.into(), source })?;
+        .map_err(|source| UpstreamError::Tls {
+            addr: addr.into(),
+            source,
+        })?;
 
     let mut out = BytesMut::new();
     let mut params: Vec<(&str, &str)> =
         vec![("user", &settings.user), ("database", &settings.database)];
-    params.extend(settings.startup_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    params.extend(
+        settings
+            .startup_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     postgres_protocol::message::frontend::startup_message(params, &mut out)
         .map_err(|source| io_err(addr, source))?;
-    stream.write_all(&out).await.map_err(|source| io_err(addr, source))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|source| io_err(addr, source))?;
 
-    let mut conn = Conn { stream, buf: BytesMut::with_capacity(8192), addr };
+    let mut conn = Conn {
+        stream,
+        buf: BytesMut::with_capacity(8192),
+        addr,
+    };
     let channel_bound = authenticate(&mut conn, settings).await?;
     let (process_id, secret_key, params) = read_until_ready(&mut conn).await?;
     Ok(Backend {
@@ -166,21 +208,28 @@ async fn open_tcp(settings: &UpstreamSettings, addr: &str) -> Result<TcpStream, 
     let candidates: Vec<SocketAddr> =
         tokio::net::lookup_host((settings.host.as_str(), settings.port))
             .await
-            .map_err(|source| UpstreamError::Resolve { host: settings.host.clone(), source })?
+            .map_err(|source| UpstreamError::Resolve {
+                host: settings.host.clone(),
+                source,
+            })?
             .collect();
     let mut last = None;
     for candidate in candidates {
         match TcpStream::connect(candidate).await {
             Ok(tcp) => {
                 // Small request/response messages: never wait to coalesce them.
-                tcp.set_nodelay(true).map_err(|source| io_err(addr, source))?;
+                tcp.set_nodelay(true)
+                    .map_err(|source| io_err(addr, source))?;
                 return Ok(tcp);
             }
             Err(source) => last = Some(source),
         }
     }
     let source = last.unwrap_or_else(|| std::io::Error::other("no address found"));
-    Err(UpstreamError::Connect { addr: addr.into(), source })
+    Err(UpstreamError::Connect {
+        addr: addr.into(),
+        source,
+    })
 }
 
 /// Reads ParameterStatus and BackendKeyData up to ReadyForQuery.
@@ -215,7 +264,10 @@ async fn read_until_ready(
 }
 
 fn io_err(addr: &str, source: std::io::Error) -> UpstreamError {
-    UpstreamError::Io { addr: addr.into(), source }
+    UpstreamError::Io {
+        addr: addr.into(),
+        source,
+    }
 }
 
 /// A connection being established: the stream, its read buffer, and its address for errors.
@@ -233,7 +285,11 @@ impl Conn<'_> {
                 Ok(None) => {}
                 Err(e) => return Err(self.protocol(e.to_string())),
             }
-            let n = self.stream.read_buf(&mut self.buf).await.map_err(|e| self.io(e))?;
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| self.io(e))?;
             if n == 0 {
                 return Err(self.protocol("server closed the connection during startup".into()));
             }
@@ -254,7 +310,10 @@ impl Conn<'_> {
     }
 
     pub(crate) fn protocol(&self, detail: String) -> UpstreamError {
-        UpstreamError::Protocol { addr: self.addr.into(), detail }
+        UpstreamError::Protocol {
+            addr: self.addr.into(),
+            detail,
+        }
     }
 
     fn io(&self, source: std::io::Error) -> UpstreamError {

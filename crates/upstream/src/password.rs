@@ -37,7 +37,10 @@ pub enum PasswordSource {
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     #[error("cannot read password file {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("environment variable {0} is not set or not valid UTF-8")]
     Env(String),
     #[error("the password from {0} is empty")]
@@ -52,9 +55,12 @@ impl PasswordSource {
     pub async fn read(&self) -> Result<Secret, PasswordError> {
         let (value, origin) = match self {
             PasswordSource::File(path) => {
-                let text = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| PasswordError::File { path: path.clone(), source })?;
+                let text = tokio::fs::read_to_string(path).await.map_err(|source| {
+                    PasswordError::File {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 (text, path.display().to_string())
             }
             PasswordSource::Env(name) => {
@@ -89,7 +95,10 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(source.read().await, Err(PasswordError::Empty(_))));
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(matches!(source.read().await, Err(PasswordError::File { .. })));
+        assert!(matches!(
+            source.read().await,
+            Err(PasswordError::File { .. })
+        ));
     }
 
     #[test]
