@@ -313,11 +313,14 @@ impl<'de> MapAccess<'de> for MapWalker<'_> {
         let Some((key_node, value)) = self.entries.next() else {
             return Ok(None);
         };
-        let name = match &key_node.value {
-            Node::Str(s) => s.clone(),
-            other => format!("<{}>", describe(unexpected(other))),
+        // Derived structs read an integer key as a field index, so `0:` would silently mean
+        // the first field. Only text names a key.
+        let Node::Str(name) = &key_node.value else {
+            let found = describe(unexpected(&key_node.value));
+            let error = DeError::new("a key name (text)", found);
+            return Err(error.place(self.parent, position(key_node)));
         };
-        let key = join(self.parent, &name);
+        let key = join(self.parent, name);
         self.pending = Some((value, key.clone()));
         seed.deserialize(NodeDeserializer {
             node: key_node,

@@ -49,6 +49,19 @@ fn unknown_keys_are_refused_by_name() {
 }
 
 #[test]
+fn keys_must_be_text() {
+    // serde's derived structs read an integer key as a field index; YAML `0:` must not
+    // silently mean `listen`.
+    let index = BASE.replacen("listen:", "0:", 1);
+    let problem = refused(&index, "", "a key name");
+    assert_eq!(problem.found, "the integer 0");
+    assert_eq!(problem.position, Some(Position { line: 1, column: 1 }));
+    let nested = with("  size: 20\n", "  true: 20\n");
+    let problem = refused(&nested, "pool", "a key name");
+    assert_eq!(problem.found, "the boolean true");
+}
+
+#[test]
 fn wrong_types_name_the_key_and_the_value() {
     let section = refused(
         &with("pool:\n  size: 20\n", "pool: 5\n"),
@@ -138,6 +151,23 @@ fn anchors_and_aliases_are_followed() {
         1,
     );
     assert_eq!(ok(&text).upstream.client_database, "app");
+
+    let merged = format!(
+        "defaults: &timeouts\n  acquire_timeout: 2s\n  idle_timeout: 1m\n{}",
+        with(
+            "pool:\n  size: 20\n",
+            "pool:\n  <<: *timeouts\n  idle_timeout: 3m\n"
+        )
+    );
+    // `defaults` is not a pgcordon key: anchors must live inside known keys.
+    refused(&merged, "defaults", "one of the keys listen");
+    let merged = with(
+        "pool:\n  size: 20\n",
+        "pool:\n  <<: {acquire_timeout: 2s, idle_timeout: 1m}\n  idle_timeout: 3m\n",
+    );
+    let pool = ok(&merged).pool;
+    assert_eq!(pool.acquire_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(pool.idle_timeout, std::time::Duration::from_secs(180));
 }
 
 #[test]
