@@ -130,8 +130,7 @@ fn one_of(names: &[&str]) -> String {
 }
 
 fn list(names: &[&str]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    quoted.join(", ")
+    names.join(", ")
 }
 
 fn join(parent: &str, child: &str) -> String {

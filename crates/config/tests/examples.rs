@@ -75,3 +75,59 @@ fn examples_show_what_their_names_promise() {
     assert_eq!(full.tls.crl.len(), 1);
     assert_eq!(full.pool.min_idle, 5);
 }
+
+/// The keys a section accepts, as the loader itself lists them when it meets an unknown key.
+fn keys_of(section: &str, text: &str) -> Vec<String> {
+    let error = pgcordon_config::parse(text, Path::new("/x/pgcordon.yaml")).unwrap_err();
+    let problem = &error.problems()[0];
+    assert_eq!(
+        problem.key,
+        format!("{section}zz_unknown").trim_start_matches('.')
+    );
+    let list = problem
+        .expected
+        .strip_prefix("one of the keys ")
+        .expect("a key list");
+    list.split(", ").map(str::to_owned).collect()
+}
+
+#[test]
+fn every_key_is_documented_and_in_the_full_example() {
+    let minimal = std::fs::read_to_string(example_dir().join("minimal.yaml")).unwrap();
+    let insert = |after: &str, indent: &str| {
+        assert!(minimal.contains(after), "minimal.yaml has no {after:?}");
+        minimal.replacen(after, &format!("{after}{indent}zz_unknown: 1\n"), 1)
+    };
+    let sections = [
+        ("", format!("{minimal}zz_unknown: 1\n")),
+        ("listen[].", insert("  - address: 127.0.0.1:6432\n", "    ")),
+        ("tls.", insert("\ntls:\n", "  ")),
+        ("identity.", insert("identity:\n", "  ")),
+        ("upstream.", insert("upstream:\n", "  ")),
+        ("upstream.tls.", insert("  tls:\n", "    ")),
+        ("pool.", format!("{minimal}pool:\n  zz_unknown: 1\n")),
+        ("limits.", format!("{minimal}limits:\n  zz_unknown: 1\n")),
+        ("log.", format!("{minimal}log:\n  zz_unknown: 1\n")),
+    ];
+
+    let docs = std::fs::read_to_string(example_dir().join("../docs/configuration.md")).unwrap();
+    let full = std::fs::read_to_string(example_dir().join("pgcordon.yaml")).unwrap();
+    let mut count = 0;
+    for (prefix, text) in &sections {
+        let error_prefix = prefix.replace("[]", "[0]");
+        for key in keys_of(&error_prefix, text) {
+            let path = format!("{prefix}{key}");
+            assert!(
+                docs.contains(&format!("`{path}`")),
+                "docs/configuration.md lacks `{path}`"
+            );
+            assert!(
+                full.contains(&format!("{key}:")),
+                "config/pgcordon.yaml lacks {path}"
+            );
+            count += 1;
+        }
+    }
+    // The schema has 44 keys; a much smaller count would mean the key lists were not read.
+    assert!(count >= 40, "only {count} keys found");
+}
