@@ -1,1 +1,118 @@
-//! Placeholder.
+//! The statement guard: decides, for every simple Query and every Parse text a client sends,
+//! whether it could set or reset a setting that pgcordon manages (the identity, such as
+//! `app.current_user_id`), and refuses it if so.
+//!
+//! The guard owns the SQL-level judgement only. It does not see the wire (the proxy hands it
+//! statement texts and maps a refusal to an ErrorResponse with SQLSTATE 42501), it does not
+//! apply the identity, and it cannot see inside functions that already exist in the database:
+//! see `docs/guard.md` for what it refuses, allows, and cannot know.
+//!
+//! Every text first goes through a linear, allocation-free scan (`prefilter`). Only a text that
+//! could mention a protected setting, `set_config`, or reset all settings is parsed with
+//! PostgreSQL's own grammar (`parse`, libpg_query) and judged node by node (`judge`). A text
+//! that needs a parse but does not parse is refused: the guard fails closed.
+//!
+//! Preconditions the proxy must keep: the text is what the server will parse (client encoding
+//! UTF-8, so no multi-byte character can swallow a quote or backslash), and the FunctionCall
+//! protocol message (which calls a function by OID, bypassing SQL) is refused.
+
+mod error;
+mod judge;
+mod names;
+mod node_tree;
+mod parse;
+mod prefilter;
+mod verdict;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use error::GuardError;
+pub use verdict::{Refusal, RefusalReason, Verdict};
+
+use judge::Judge;
+use names::ProtectedNames;
+use parse::StringMode;
+use prefilter::Prefilter;
+
+/// Checks statement texts against a fixed set of protected settings. Cheap to share: build
+/// one at start-up (or on reload) and call [`Guard::check`] from any thread.
+#[derive(Debug)]
+pub struct Guard {
+    names: ProtectedNames,
+    prefilter: Prefilter,
+    /// How many times a text was handed to the parser (one per reading), for tests and for a
+    /// metric that shows how often the prefilter lets a statement through to the slow path.
+    parses: AtomicU64,
+}
+
+impl Guard {
+    /// Builds a guard for the given setting names. GUC names are case-insensitive, so
+    /// `App.Tenant_Id` protects `app.tenant_id`; in statements, quoted and `U&` forms of the
+    /// names are recognised too.
+    ///
+    /// # Errors
+    ///
+    /// [`GuardError::NoProtectedSettings`] for an empty list, [`GuardError::InvalidName`] for
+    /// a name that is not a custom setting name (two or more ASCII identifiers joined by dots;
+    /// built-in settings have syntax aliases such as `SET TIME ZONE` and are not supported),
+    /// and [`GuardError::Prefilter`] if the scanner cannot be built.
+    pub fn new(protected: &[String]) -> Result<Guard, GuardError> {
+        let names = ProtectedNames::new(protected)?;
+        let prefilter = Prefilter::new(&names)?;
+        Ok(Guard {
+            names,
+            prefilter,
+            parses: AtomicU64::new(0),
+        })
+    }
+
+    /// The verdict on one statement text (which may hold several statements).
+    pub fn check(&self, sql: &str) -> Verdict {
+        if !self.needs_parse(sql) {
+            return Verdict::Allow;
+        }
+        self.check_parsed(sql)
+    }
+
+    /// Whether the text is sent to the parser; `false` means [`Guard::check`] allows it after
+    /// the linear scan alone.
+    pub fn needs_parse(&self, sql: &str) -> bool {
+        self.prefilter.needs_parse(sql)
+    }
+
+    /// The verdict with the prefilter skipped: the text is always parsed, and refused if it
+    /// does not parse. For every text that parses, [`Guard::check`] gives the same answer; this
+    /// exists so tests and audits can confirm that the prefilter never lets through a text
+    /// that the full check would stop.
+    pub fn check_parsed(&self, sql: &str) -> Verdict {
+        let judge = Judge {
+            names: &self.names,
+            prefilter: &self.prefilter,
+        };
+        let mut combined: Option<Verdict> = None;
+        for &mode in StringMode::needed_for(sql) {
+            self.parses.fetch_add(1, Ordering::Relaxed);
+            // A reading that fails to parse is one the server would reject as well, so only
+            // the readings that parse are judged; if none does, the text is refused.
+            let Some(tree) = parse::parse_tree(sql, mode) else {
+                continue;
+            };
+            let verdict = judge.verdict(&tree);
+            combined = Some(match combined {
+                Some(earlier) => earlier.worst(verdict),
+                None => verdict,
+            });
+        }
+        combined.unwrap_or_else(|| {
+            Verdict::Refuse(Refusal::about_any(
+                RefusalReason::UnparsableMention,
+                self.names.listing(),
+            ))
+        })
+    }
+
+    /// How many parser runs this guard has made so far.
+    pub fn parse_count(&self) -> u64 {
+        self.parses.load(Ordering::Relaxed)
+    }
+}

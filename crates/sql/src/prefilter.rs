@@ -1,0 +1,198 @@
+//! The cheap first pass: one case-insensitive Aho-Corasick scan over the statement text that
+//! decides whether the full parse is needed. It allocates nothing and reads each byte once.
+//!
+//! The needles are chosen so that every way of touching a protected setting that the parser
+//! can see leaves a trace in the raw text:
+//! - `SET`/`RESET` (also inside `ALTER ROLE`, `CREATE FUNCTION`, ...) need the keyword `set`
+//!   (part of `reset`) and the setting's last identifier, which can be quoted or have comments
+//!   around its dots but is always spelled out, unless it is hidden by a `U&` escape;
+//! - a `set_config` call needs the function name, likewise spelled out or `U&`-escaped;
+//! - `UPDATE pg_settings` needs the view's name (a `U&`-escaped one hits the `u&` needle);
+//! - `RESET ALL` and `DISCARD ALL` need `reset`/`discard` and `all`;
+//! - a DO block or function body can hide names in a string constant with backslash escapes
+//!   (`E'...'`, or any string when `standard_conforming_strings` is off), so a backslash
+//!   together with `do`/`function`/`procedure` also asks for a parse.
+//!
+//! Owns only this text-level test; what a parsed statement means is decided in `tree`.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::names::ProtectedNames;
+use crate::GuardError;
+
+/// The classes of needle; a hit is recorded as one bit per class.
+#[derive(Debug, Clone, Copy)]
+#[repr(u16)]
+enum Needle {
+    SetConfig = 1 << 0,
+    UnicodeEscape = 1 << 1,
+    Set = 1 << 2,
+    LastPart = 1 << 3,
+    ResetOrDiscard = 1 << 4,
+    All = 1 << 5,
+    Backslash = 1 << 6,
+    CodeKeyword = 1 << 7,
+    SettingsView = 1 << 8,
+}
+
+/// The fixed needles; the last parts of the protected names are added to these.
+const FIXED: [(&str, Needle); 11] = [
+    ("set_config", Needle::SetConfig),
+    ("u&", Needle::UnicodeEscape),
+    ("set", Needle::Set),
+    ("reset", Needle::ResetOrDiscard),
+    ("discard", Needle::ResetOrDiscard),
+    ("all", Needle::All),
+    ("\\", Needle::Backslash),
+    ("do", Needle::CodeKeyword),
+    ("function", Needle::CodeKeyword),
+    ("procedure", Needle::CodeKeyword),
+    ("pg_settings", Needle::SettingsView),
+];
+
+/// The needle classes found in a text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Hits(u16);
+
+impl Hits {
+    fn has(self, needle: Needle) -> bool {
+        self.0 & needle as u16 != 0
+    }
+
+    /// The text could name a protected setting or `set_config` in a way the parser resolves.
+    pub(crate) fn could_mention(self) -> bool {
+        self.has(Needle::SetConfig)
+            || self.has(Needle::UnicodeEscape)
+            || (self.has(Needle::Set) && self.has(Needle::LastPart))
+            || self.has(Needle::SettingsView)
+            || (self.has(Needle::Backslash) && self.has(Needle::CodeKeyword))
+    }
+
+    /// The text could mention a protected setting or reset all settings.
+    pub(crate) fn needs_parse(self) -> bool {
+        self.could_mention() || (self.has(Needle::ResetOrDiscard) && self.has(Needle::All))
+    }
+}
+
+/// The compiled needle automaton.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    automaton: AhoCorasick,
+    /// For each pattern id, the needle classes it stands for (a last part may also be a fixed
+    /// needle, so patterns are deduplicated and their classes merged).
+    classes: Vec<u16>,
+}
+
+impl Prefilter {
+    pub(crate) fn new(names: &ProtectedNames) -> Result<Prefilter, GuardError> {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut classes: Vec<u16> = Vec::new();
+        let fixed = FIXED.iter().map(|&(text, needle)| (text, needle));
+        let parts = names.last_parts().map(|part| (part, Needle::LastPart));
+        for (text, needle) in fixed.chain(parts) {
+            match patterns.iter().position(|known| known == text) {
+                Some(at) => classes[at] |= needle as u16,
+                None => {
+                    patterns.push(text.to_owned());
+                    classes.push(needle as u16);
+                }
+            }
+        }
+
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .map_err(|source| GuardError::Prefilter {
+                count: patterns.len(),
+                source,
+            })?;
+        Ok(Prefilter { automaton, classes })
+    }
+
+    /// Scans `text` until `enough` is satisfied or the text ends, and returns the classes
+    /// seen. If the automaton ever refused the search, every class is reported, so that the
+    /// caller parses rather than trusting an incomplete scan.
+    pub(crate) fn scan(&self, text: &str, enough: fn(Hits) -> bool) -> Hits {
+        let Ok(matches) = self.automaton.try_find_overlapping_iter(text) else {
+            return Hits(u16::MAX);
+        };
+        let mut hits = Hits::default();
+        for found in matches {
+            hits.0 |= self
+                .classes
+                .get(found.pattern().as_usize())
+                .copied()
+                .unwrap_or(u16::MAX);
+            if enough(hits) {
+                break;
+            }
+        }
+        hits
+    }
+
+    /// Whether `text` must be parsed before it can be allowed.
+    pub(crate) fn needs_parse(&self, text: &str) -> bool {
+        self.scan(text, Hits::needs_parse).needs_parse()
+    }
+
+    /// Whether `text` (a DO block or function body) could mention a protected setting.
+    pub(crate) fn could_mention(&self, text: &str) -> bool {
+        self.scan(text, Hits::could_mention).could_mention()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefilter(names: &[&str]) -> Prefilter {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let names = ProtectedNames::new(&names).expect("valid names");
+        Prefilter::new(&names).expect("automaton builds")
+    }
+
+    #[test]
+    fn classes_follow_the_rules() {
+        let p = prefilter(&["app.current_user_id"]);
+        let cases: &[(&str, bool, bool)] = &[
+            // (text, could_mention, needs_parse)
+            ("select 1", false, false),
+            ("SELECT current_user_id FROM t", false, false),
+            ("UPDATE t SET current_user_id = 1", true, true),
+            ("ReSeT \"CURRENT_USER_ID\"", true, true),
+            ("select SET_CONFIG", true, true),
+            ("set U&\"x\"", true, true),
+            ("RESET ALL", false, true),
+            ("discard ALL", false, true),
+            ("discard plans", false, false),
+            ("UPDATE PG_SETTINGS SET setting = 'x'", true, true),
+            ("SELECT * FROM pg_settings", true, true),
+            ("SELECT * FROM my_settings", false, false),
+            ("DO $$ begin null; end $$", false, false),
+            ("DO E'begin null; end'", false, false),
+            ("DO E'begin \\n null; end'", true, true),
+            ("select E'a\\nb'", false, false),
+        ];
+        for &(text, mention, parse) in cases {
+            assert_eq!(p.could_mention(text), mention, "could_mention({text:?})");
+            assert_eq!(p.needs_parse(text), parse, "needs_parse({text:?})");
+        }
+    }
+
+    #[test]
+    fn a_last_part_that_is_also_a_fixed_needle_keeps_both_classes() {
+        let p = prefilter(&["app.all"]);
+        assert!(p.needs_parse("RESET ALL"));
+        assert!(p.could_mention("SET app.all = 1"));
+        assert!(!p.could_mention("SELECT all_rows FROM t"));
+    }
+
+    #[test]
+    fn every_name_gets_a_needle() {
+        let p = prefilter(&["app.current_user_id", "app.tenant_id"]);
+        assert!(p.could_mention("SET app.tenant_id = 1"));
+        assert!(p.could_mention("SET app.current_user_id = 1"));
+        assert!(!p.could_mention("SET app.other = 1"));
+    }
+}
