@@ -109,8 +109,10 @@ fn log_handshake_failure(peer: SocketAddr, e: &HandshakeError) {
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
-    /// Terminate, or end of stream from the client.
+    /// End of stream (or a write failure) from the client.
     ClientGone,
+    /// The client sent Terminate; what it sent before still reaches the server.
+    Terminated,
     /// Report this error (FATAL) and close.
     Fatal(ClientError),
     /// The backend session failed while attached; the client's transaction is gone.
@@ -143,6 +145,15 @@ impl Attached {
             b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => self.unsynced = true,
             _ => {}
         }
+    }
+
+    /// Between transactions: nothing queued or outstanding, so an injection may go first.
+    fn at_transaction_start(&self) -> bool {
+        self.injection.is_none()
+            && self.pending_syncs == 0
+            && !self.unsynced
+            && self.status == b'I'
+            && self.to_backend.is_empty()
     }
 
     /// Idle, nothing outstanding: the session can serve another client.
@@ -210,7 +221,7 @@ impl Session<'_> {
                 continue;
             }
             match msg.tag {
-                b'X' => return Err(End::ClientGone),
+                b'X' => return Err(End::Terminated),
                 b'Q' => self.on_query(msg).await?,
                 b'P' => self.on_parse(msg).await?,
                 b'F' => {
@@ -322,23 +333,28 @@ impl Session<'_> {
         }
     }
 
-    /// Sends `msg` to the attached backend, attaching one first if needed.
+    /// Sends `msg` to the attached backend, attaching one first if needed. At the start of each
+    /// transaction the backend's identity and parameters are checked and, if they differ from
+    /// this client's, the injection is queued ahead of the message.
     async fn forward(&mut self, msg: RawMessage) -> Result<(), End> {
         if self.backend.is_none() {
             if let Err(err) = self.attach().await {
                 return self.refuse(msg, err).await;
             }
         }
-        if let Some(backend) = self.backend.as_mut() {
-            backend.push(msg.tag, &msg.bytes);
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(());
+        };
+        if backend.at_transaction_start() {
+            apply_identity(backend, &self.identity, &self.desired, self.shared);
         }
+        backend.push(msg.tag, &msg.bytes);
         Ok(())
     }
 
-    /// Takes a backend from the pool and queues the identity injection when it holds anything
-    /// other than this client's identity and parameters.
+    /// Takes a backend session from the pool.
     async fn attach(&mut self) -> Result<(), ClientError> {
-        let mut checkout = self.shared.pool.acquire().await.map_err(|e| match e {
+        let checkout = self.shared.pool.acquire().await.map_err(|e| match e {
             AcquireError::Timeout(after) => {
                 tracing::warn!(?after, "pool exhausted: no backend became free in time");
                 ClientError::PoolTimeout
@@ -350,39 +366,10 @@ impl Session<'_> {
             AcquireError::Closed => ClientError::Shutdown,
         })?;
 
-        let mut assignments: Vec<(String, String)> = Vec::new();
-        if checkout.identity.as_deref() != Some(&*self.identity) {
-            for setting in &self.shared.settings.protected_settings {
-                assignments.push((setting.clone(), self.identity.to_string()));
-            }
-        }
-        for (name, value) in &self.desired {
-            let current = checkout.params.get(name).map(|v| canonical_value(name, v));
-            if current.as_deref() != Some(value.as_str()) {
-                assignments.push((name.clone(), value.clone()));
-            }
-        }
-
-        let mut to_backend = BytesMut::with_capacity(4096);
-        let injection = if assignments.is_empty() {
-            None
-        } else {
-            let pairs: Vec<(&str, &str)> = assignments
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            Some(write_injection(&mut to_backend, &pairs))
-        };
-        checkout.identity = Some(self.identity.clone());
-        for (name, value) in assignments {
-            if tracked_name(&name).is_some() {
-                checkout.params.insert(name, value);
-            }
-        }
         self.backend = Some(Attached {
             checkout,
-            to_backend,
-            injection,
+            to_backend: BytesMut::with_capacity(4096),
+            injection: None,
             pending_syncs: 0,
             unsynced: false,
             status: b'I',
@@ -509,6 +496,10 @@ impl Session<'_> {
     async fn finish(mut self, end: End) {
         let error = match end {
             End::ClientGone => None,
+            End::Terminated => {
+                self.complete_before_terminate().await;
+                None
+            }
             End::Fatal(err) => Some(err),
             End::BackendLost(detail) => {
                 tracing::warn!(detail = %detail, "backend session lost while serving the client");
@@ -528,6 +519,89 @@ impl Session<'_> {
         }
         let _ = self.client.shutdown().await;
         tracing::debug!("client session closed");
+    }
+}
+
+/// How long a terminating client's last statements may take to complete before the backend
+/// session is closed instead (which rolls back whatever is still open).
+const TERMINATE_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Session<'_> {
+    /// Sends what the client queued before Terminate and waits for the server to answer it, as
+    /// the server would have processed it; the answers have nowhere to go and are dropped.
+    async fn complete_before_terminate(&mut self) {
+        let Some(b) = self.backend.as_mut() else {
+            return;
+        };
+        if b.to_backend.is_empty() && b.pending_syncs == 0 {
+            return;
+        }
+        let drained = tokio::time::timeout(TERMINATE_DRAIN, async {
+            if self.flush_backend().await.is_err() {
+                return;
+            }
+            loop {
+                if self.handle_backend_messages().is_err() {
+                    return;
+                }
+                self.client_out.clear();
+                let Some(b) = self.backend.as_mut() else {
+                    return;
+                };
+                if b.pending_syncs == 0 && b.injection.is_none() {
+                    return;
+                }
+                let backend = &mut b.checkout.backend;
+                match backend.stream.read_buf(&mut backend.read_buf).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("statements sent before Terminate did not complete in time");
+        }
+    }
+}
+
+/// Queues the identity injection on `b` when its session holds anything other than `identity`
+/// and the `desired` parameter values.
+fn apply_identity(
+    b: &mut Attached,
+    identity: &Arc<str>,
+    desired: &BTreeMap<String, String>,
+    shared: &Shared,
+) {
+    let mut assignments: Vec<(String, String)> = Vec::new();
+    if b.checkout.identity.as_deref() != Some(&**identity) {
+        for setting in &shared.settings.protected_settings {
+            assignments.push((setting.clone(), identity.to_string()));
+        }
+    }
+    for (name, value) in desired {
+        let current = b
+            .checkout
+            .params
+            .get(name)
+            .map(|v| canonical_value(name, v));
+        if current.as_deref() != Some(value.as_str()) {
+            assignments.push((name.clone(), value.clone()));
+        }
+    }
+    if assignments.is_empty() {
+        return;
+    }
+    let pairs: Vec<(&str, &str)> = assignments
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    b.injection = Some(write_injection(&mut b.to_backend, &pairs));
+    b.checkout.identity = Some(identity.clone());
+    for (name, value) in assignments {
+        if tracked_name(&name).is_some() {
+            b.checkout.params.insert(name, value);
+        }
     }
 }
 
