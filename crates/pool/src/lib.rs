@@ -39,6 +39,9 @@ pub struct PooledBackend {
     pub identity: Option<Arc<str>>,
     /// Current values of server-reported parameters (ParameterStatus).
     pub params: BTreeMap<String, String>,
+    /// Statements prepared on this session by pgcordon (backend name to last-use tick), for the
+    /// proxy's per-session statement cache.
+    pub prepared: std::collections::HashMap<String, u64>,
     /// Set when the session can no longer be trusted (I/O error, protocol error, unknown state);
     /// a broken session is never handed out again.
     pub broken: bool,
@@ -51,6 +54,7 @@ impl PooledBackend {
             backend,
             identity: None,
             params,
+            prepared: Default::default(),
             broken: false,
         }
     }

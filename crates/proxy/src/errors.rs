@@ -26,6 +26,10 @@ pub enum ClientError {
     Guard(String),
     /// A protocol feature not supported in the current pooling mode.
     NotSupported(String),
+    /// A Parse of a statement name the client already uses (42P05).
+    DuplicateStatement(String),
+    /// A Bind, Describe or Execute of a statement the client never prepared (26000).
+    UnknownStatement(String),
     /// No backend became free in time.
     PoolTimeout,
     /// A backend could not be opened (upstream down, authentication failed).
@@ -46,6 +50,8 @@ impl ClientError {
             ClientError::UnsupportedStartupParameter(_) | ClientError::NotSupported(_) => "0A000",
             ClientError::ProtectedStartupOption(_) | ClientError::Guard(_) => "42501",
             ClientError::Protocol(_) | ClientError::FrameTooLarge(_) => "08P01",
+            ClientError::DuplicateStatement(_) => "42P05",
+            ClientError::UnknownStatement(_) => "26000",
             ClientError::PoolTimeout | ClientError::TooManyConnections => "53300",
             ClientError::UpstreamUnavailable => "08001",
             ClientError::UpstreamLost(_) => "08006",
@@ -55,7 +61,15 @@ impl ClientError {
 
     /// Whether the session ends after this error.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, ClientError::Guard(_) | ClientError::NotSupported(_))
+        !matches!(
+            self,
+            ClientError::Guard(_)
+                | ClientError::NotSupported(_)
+                | ClientError::DuplicateStatement(_)
+                | ClientError::UnknownStatement(_)
+                | ClientError::PoolTimeout
+                | ClientError::UpstreamUnavailable
+        )
     }
 
     pub fn message(&self) -> String {
@@ -78,6 +92,12 @@ impl ClientError {
             ClientError::Protocol(detail) => format!("protocol violation: {detail}"),
             ClientError::FrameTooLarge(detail) => format!("message too large: {detail}"),
             ClientError::Guard(message) | ClientError::NotSupported(message) => message.clone(),
+            ClientError::DuplicateStatement(name) => {
+                format!("prepared statement \"{name}\" already exists")
+            }
+            ClientError::UnknownStatement(name) => {
+                format!("prepared statement \"{name}\" does not exist")
+            }
             ClientError::PoolTimeout => {
                 "pgcordon: no database session became available in time (pool exhausted)".into()
             }
@@ -114,7 +134,8 @@ mod tests {
             (ClientError::TlsRequired, "28000", true),
             (ClientError::UnknownDatabase("x".into()), "3D000", true),
             (ClientError::Guard("no".into()), "42501", false),
-            (ClientError::PoolTimeout, "53300", true),
+            (ClientError::PoolTimeout, "53300", false),
+            (ClientError::UnknownStatement("s1".into()), "26000", false),
             (ClientError::UpstreamLost("gone".into()), "08006", true),
             (ClientError::Protocol("bad".into()), "08P01", true),
         ];

@@ -14,6 +14,8 @@ mod handshake;
 mod inject;
 mod listener;
 mod params;
+mod prepared;
+mod responses;
 mod session;
 mod settings;
 mod startup;

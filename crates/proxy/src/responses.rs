@@ -1,0 +1,325 @@
+//! The queue of responses pgcordon expects from a backend session, one entry per request it
+//! sent, in order. Each entry says whether that request's responses go to the client, are
+//! swallowed (requests pgcordon injected), or are stood in for by a response pgcordon makes
+//! itself (a ParseComplete for a statement the session already has). Aligning responses with
+//! requests is what lets pgcordon add, drop and rewrite requests without reordering anything the
+//! client sees.
+//!
+//! Protocol facts used here (PostgreSQL "Message Flow"): Parse answers ParseComplete, Bind
+//! BindComplete, Close CloseComplete, Describe ParameterDescription then RowDescription or NoData
+//! (statement) or RowDescription or NoData (portal), Execute ends with CommandComplete,
+//! EmptyQueryResponse or PortalSuspended, Sync and simple Query end with ReadyForQuery. After an
+//! ErrorResponse in the extended protocol, the server skips every request up to the next Sync.
+//! NoticeResponse, ParameterStatus and NotificationResponse can arrive at any time.
+
+use std::collections::VecDeque;
+
+/// What kind of request an entry stands for, which decides the response that ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Parse,
+    Bind,
+    DescribeStatement,
+    DescribePortal,
+    Execute,
+    Close,
+    Sync,
+    /// A simple Query or a FunctionCall: everything up to ReadyForQuery.
+    Query,
+}
+
+impl Request {
+    /// The request kind of a client message tag (`None` for messages without a response).
+    pub fn of_client_message(tag: u8, describe_kind: Option<u8>) -> Option<Request> {
+        match tag {
+            b'P' => Some(Request::Parse),
+            b'B' => Some(Request::Bind),
+            b'D' if describe_kind == Some(b'S') => Some(Request::DescribeStatement),
+            b'D' => Some(Request::DescribePortal),
+            b'E' => Some(Request::Execute),
+            b'C' => Some(Request::Close),
+            b'S' => Some(Request::Sync),
+            b'Q' | b'F' => Some(Request::Query),
+            _ => None,
+        }
+    }
+
+    /// Whether `tag` is the last response to this request (errors handled separately).
+    fn ends_with(self, tag: u8) -> bool {
+        match self {
+            Request::Parse => tag == b'1',
+            Request::Bind => tag == b'2',
+            Request::Close => tag == b'3',
+            Request::DescribeStatement | Request::DescribePortal => tag == b'T' || tag == b'n',
+            Request::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Request::Sync | Request::Query => tag == b'Z',
+        }
+    }
+}
+
+/// How the responses of one request are handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// The client's request: its responses go to the client.
+    Forward,
+    /// pgcordon's own request: its responses are dropped. An error is either passed to the
+    /// client (it concerns the client's next request, e.g. re-preparing its statement) or fatal
+    /// (the identity injection failed).
+    Swallow { on_error: OnError },
+    /// No request was sent; when its turn comes, pgcordon answers with this message tag itself.
+    Synthesize(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Forward,
+    Fatal,
+}
+
+/// Something to remember when a request completes or fails (a prepared statement registration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    None,
+    /// A Parse of this backend statement name: on failure the session does not have it.
+    Prepares(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    request: Request,
+    disposition: Disposition,
+    note: Note,
+}
+
+/// What to do with one backend message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    Drop,
+    /// A swallowed request failed and must not be hidden: end the session.
+    Fatal,
+}
+
+/// Events for the caller besides the action on the message itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Effects {
+    /// Messages pgcordon must emit to the client, before the message the action is about.
+    pub synthesized: Vec<u8>,
+    /// Backend statement names whose Parse failed or was skipped after an error.
+    pub failed_prepares: Vec<String>,
+}
+
+/// The expected responses of one backend session.
+#[derive(Debug, Default)]
+pub struct ResponseQueue {
+    entries: VecDeque<Entry>,
+}
+
+impl ResponseQueue {
+    pub fn push(&mut self, request: Request, disposition: Disposition, note: Note) {
+        self.entries.push_back(Entry {
+            request,
+            disposition,
+            note,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Emits synthesized responses that have reached the head, without waiting for a backend
+    /// message (they answer requests that were never sent).
+    pub fn drain_synthesized(&mut self, effects: &mut Effects) {
+        while let Some(Entry {
+            disposition: Disposition::Synthesize(tag),
+            ..
+        }) = self.entries.front()
+        {
+            effects.synthesized.push(*tag);
+            self.entries.pop_front();
+        }
+    }
+
+    /// Classifies one backend message by the request it answers.
+    pub fn on_message(&mut self, tag: u8, effects: &mut Effects) -> Action {
+        self.drain_synthesized(effects);
+        if matches!(tag, b'N' | b'S' | b'A') {
+            return Action::Forward;
+        }
+        let Some(head) = self.entries.front() else {
+            // Nothing outstanding: an unsolicited message (a FATAL before close, for example).
+            return Action::Forward;
+        };
+        let disposition = head.disposition.clone();
+        let request = head.request;
+
+        if tag == b'E' && request != Request::Query && request != Request::Sync {
+            // The server now skips everything up to the next Sync.
+            self.skip_to_sync(effects);
+            return match disposition {
+                Disposition::Swallow {
+                    on_error: OnError::Fatal,
+                } => Action::Fatal,
+                _ => Action::Forward,
+            };
+        }
+        if tag == b'E' && request == Request::Query {
+            if let Disposition::Swallow {
+                on_error: OnError::Fatal,
+            } = disposition
+            {
+                return Action::Fatal;
+            }
+        }
+        if request.ends_with(tag) {
+            // Synthesized answers that follow are emitted by the next call (or the caller's
+            // final drain), after this message has gone out.
+            self.entries.pop_front();
+        }
+        match disposition {
+            Disposition::Forward => Action::Forward,
+            _ => Action::Drop,
+        }
+    }
+
+    /// After an error: the server skips the rest of the batch up to and excluding the Sync, so
+    /// those requests will get no response; synthesized answers for them must not be sent either.
+    fn skip_to_sync(&mut self, effects: &mut Effects) {
+        while let Some(entry) = self.entries.front() {
+            if entry.request == Request::Sync {
+                break;
+            }
+            if let Note::Prepares(name) = &entry.note {
+                effects.failed_prepares.push(name.clone());
+            }
+            self.entries.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(q: &mut ResponseQueue, tags: &[u8]) -> (Vec<Action>, Effects) {
+        let mut effects = Effects::default();
+        let actions = tags
+            .iter()
+            .map(|t| q.on_message(*t, &mut effects))
+            .collect();
+        (actions, effects)
+    }
+
+    #[test]
+    fn forwards_a_plain_extended_batch_and_empties() {
+        let mut q = ResponseQueue::default();
+        for r in [
+            Request::Parse,
+            Request::Bind,
+            Request::Execute,
+            Request::Sync,
+        ] {
+            q.push(r, Disposition::Forward, Note::None);
+        }
+        let (actions, _) = run(&mut q, b"12DDCZ");
+        assert!(actions.iter().all(|a| *a == Action::Forward));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn swallows_injected_requests_and_synthesizes_in_order() {
+        let mut q = ResponseQueue::default();
+        let swallow = Disposition::Swallow {
+            on_error: OnError::Forward,
+        };
+        q.push(Request::Parse, Disposition::Forward, Note::None); // client's first Parse
+        q.push(Request::Parse, Disposition::Synthesize(b'1'), Note::None); // already prepared
+        q.push(Request::Parse, swallow.clone(), Note::Prepares("s".into())); // re-prepare
+        q.push(Request::Bind, Disposition::Forward, Note::None);
+        q.push(Request::Sync, Disposition::Forward, Note::None);
+
+        let mut effects = Effects::default();
+        assert_eq!(q.on_message(b'1', &mut effects), Action::Forward);
+        assert!(
+            effects.synthesized.is_empty(),
+            "not before the message it follows"
+        );
+        // The synthesized ParseComplete is due right after the first one: before the next.
+        assert_eq!(q.on_message(b'1', &mut effects), Action::Drop);
+        assert_eq!(effects.synthesized, b"1");
+        assert_eq!(q.on_message(b'2', &mut effects), Action::Forward);
+        assert_eq!(q.on_message(b'Z', &mut effects), Action::Forward);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_error_skips_to_sync_and_cancels_later_synthesized_answers() {
+        let mut q = ResponseQueue::default();
+        q.push(Request::Bind, Disposition::Forward, Note::None);
+        q.push(
+            Request::Parse,
+            Disposition::Forward,
+            Note::Prepares("b".into()),
+        );
+        q.push(Request::Parse, Disposition::Synthesize(b'1'), Note::None);
+        q.push(Request::Execute, Disposition::Forward, Note::None);
+        q.push(Request::Sync, Disposition::Forward, Note::None);
+        let (actions, effects) = run(&mut q, b"EZ");
+        assert_eq!(actions, vec![Action::Forward, Action::Forward]);
+        assert!(effects.synthesized.is_empty());
+        assert_eq!(effects.failed_prepares, vec!["b".to_string()]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn synthesized_answers_at_the_head_drain_without_a_backend_message() {
+        let mut q = ResponseQueue::default();
+        q.push(Request::Parse, Disposition::Synthesize(b'1'), Note::None);
+        q.push(Request::Close, Disposition::Synthesize(b'3'), Note::None);
+        let mut effects = Effects::default();
+        q.drain_synthesized(&mut effects);
+        assert_eq!(effects.synthesized, b"13");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_failed_injection_is_fatal_and_async_messages_pass() {
+        let mut q = ResponseQueue::default();
+        let fatal = Disposition::Swallow {
+            on_error: OnError::Fatal,
+        };
+        q.push(Request::Parse, fatal.clone(), Note::None);
+        q.push(Request::Execute, fatal, Note::None);
+        let (actions, _) = run(&mut q, b"1NSE");
+        assert_eq!(
+            actions,
+            vec![
+                Action::Drop,
+                Action::Forward,
+                Action::Forward,
+                Action::Fatal
+            ]
+        );
+    }
+
+    #[test]
+    fn a_query_forwards_errors_and_ends_at_ready() {
+        let mut q = ResponseQueue::default();
+        q.push(Request::Query, Disposition::Forward, Note::None);
+        let (actions, _) = run(&mut q, b"TDCEZ");
+        assert!(actions.iter().all(|a| *a == Action::Forward));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn describe_statement_ends_at_row_description_or_no_data() {
+        let mut q = ResponseQueue::default();
+        q.push(Request::DescribeStatement, Disposition::Forward, Note::None);
+        q.push(Request::DescribeStatement, Disposition::Forward, Note::None);
+        let (_, _) = run(&mut q, b"tT");
+        assert!(!q.is_empty());
+        let (_, _) = run(&mut q, b"tn");
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,302 @@
+//! What the client sends: framing, the statement guard, prepared statement names, refusals, and
+//! attaching a backend session when a transaction starts.
+
+use bytes::Bytes;
+use pgcordon_pool::AcquireError;
+use pgcordon_sql::Verdict;
+use pgcordon_wire::server::{self, TxStatus};
+use pgcordon_wire::{decode_frame, inspect, FrameError, RawMessage};
+
+use super::attached::{may_deallocate, named_statement, Attached};
+use super::{End, Session};
+use crate::errors::ClientError;
+use crate::inject::raising_sql;
+use crate::params::UNREPORTED;
+use crate::prepared::{self, empty_message};
+use crate::responses::Request;
+use crate::settings::PoolMode;
+
+impl Session<'_> {
+    pub(super) async fn handle_client_messages(&mut self) -> Result<(), End> {
+        let max = self.shared.settings.max_frame_bytes;
+        loop {
+            let msg = match decode_frame(&mut self.client_in, max) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return Ok(()),
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    return Err(End::Fatal(ClientError::FrameTooLarge(e.to_string())))
+                }
+                Err(e) => return Err(End::Fatal(ClientError::Protocol(e.to_string()))),
+            };
+            if self.skip_until_sync {
+                if msg.tag == b'S' {
+                    self.skip_until_sync = false;
+                    self.sync_or_ready(msg).await?;
+                }
+                continue;
+            }
+            match msg.tag {
+                b'X' => return Err(End::Terminated),
+                b'Q' => self.on_query(msg).await?,
+                b'P' => self.on_parse(msg).await?,
+                b'B' => self.on_bind(msg).await?,
+                b'D' => self.on_describe(msg).await?,
+                b'C' => self.on_close(msg).await?,
+                b'F' => {
+                    let err = ClientError::NotSupported(
+                        "pgcordon: the FunctionCall protocol message is not supported; call the \
+                         function with SELECT"
+                            .into(),
+                    );
+                    self.refuse(msg, err).await?
+                }
+                b'S' => self.sync_or_ready(msg).await?,
+                b'H' | b'd' | b'c' | b'f' if self.backend.is_none() => {}
+                b'E' | b'H' | b'd' | b'c' | b'f' => self.forward(msg).await?,
+                other => {
+                    let detail = format!("unexpected message type {:?}", other as char);
+                    return Err(End::Fatal(ClientError::Protocol(detail)));
+                }
+            }
+        }
+    }
+
+    fn prepared_by_proxy(&self) -> bool {
+        self.shared.settings.pool_mode == PoolMode::Transaction
+    }
+
+    /// A Sync with nothing attached is answered here, as the server would answer it.
+    async fn sync_or_ready(&mut self, msg: RawMessage) -> Result<(), End> {
+        if self.backend.is_none() {
+            server::ready_for_query(&mut self.client_out, TxStatus::Idle);
+            return Ok(());
+        }
+        self.forward(msg).await
+    }
+
+    async fn on_query(&mut self, msg: RawMessage) -> Result<(), End> {
+        let Some(text) = inspect::query_text(msg.body()) else {
+            return Err(End::Fatal(ClientError::Protocol(
+                "malformed Query message".into(),
+            )));
+        };
+        let text = Bytes::copy_from_slice(text);
+        if !self.guard_allows(&msg, &text).await? {
+            return Ok(());
+        }
+        self.forward(msg).await?;
+        self.after_statement(&text);
+        Ok(())
+    }
+
+    async fn on_parse(&mut self, msg: RawMessage) -> Result<(), End> {
+        let Some((name, text)) = inspect::parse_head(msg.body()) else {
+            return Err(End::Fatal(ClientError::Protocol(
+                "malformed Parse message".into(),
+            )));
+        };
+        let (name, text) = (Bytes::copy_from_slice(name), Bytes::copy_from_slice(text));
+        if !self.guard_allows(&msg, &text).await? {
+            return Ok(());
+        }
+        if name.is_empty() || !self.prepared_by_proxy() {
+            self.forward(msg).await?;
+            self.after_statement(&text);
+            return Ok(());
+        }
+
+        let display = String::from_utf8_lossy(&name).into_owned();
+        if self.statements.contains(&name) {
+            let err = ClientError::DuplicateStatement(display);
+            return self.refuse(msg, err).await;
+        }
+        let rest = msg.bytes.slice(5 + name.len() + 1..);
+        let statement = self.statements.insert(&name, rest);
+        match self.backend_for_transaction().await {
+            Ok(b) => b.prepare(&statement, true),
+            Err(err) => {
+                self.statements.remove(&name);
+                self.refuse_locally(&msg, err);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_bind(&mut self, msg: RawMessage) -> Result<(), End> {
+        let Some((_, name)) = inspect::bind_head(msg.body()) else {
+            return Err(End::Fatal(ClientError::Protocol(
+                "malformed Bind message".into(),
+            )));
+        };
+        if name.is_empty() || !self.prepared_by_proxy() {
+            return self.forward(msg).await;
+        }
+        let Some(statement) = self.statements.get(name) else {
+            let err = ClientError::UnknownStatement(String::from_utf8_lossy(name).into_owned());
+            return self.refuse(msg, err).await;
+        };
+        let Some(rewritten) = prepared::rewrite_bind(msg.body(), &statement.backend_name) else {
+            return Err(End::Fatal(ClientError::Protocol(
+                "malformed Bind message".into(),
+            )));
+        };
+        match self.backend_for_transaction().await {
+            Ok(b) => {
+                b.prepare(&statement, false);
+                b.send_client(&RawMessage {
+                    tag: b'B',
+                    bytes: rewritten,
+                });
+            }
+            Err(err) => self.refuse_locally(&msg, err),
+        }
+        Ok(())
+    }
+
+    async fn on_describe(&mut self, msg: RawMessage) -> Result<(), End> {
+        let Some(name) = named_statement(msg.body()).filter(|_| self.prepared_by_proxy()) else {
+            return self.forward(msg).await;
+        };
+        let Some(statement) = self.statements.get(name) else {
+            let err = ClientError::UnknownStatement(String::from_utf8_lossy(name).into_owned());
+            return self.refuse(msg, err).await;
+        };
+        match self.backend_for_transaction().await {
+            Ok(b) => {
+                b.prepare(&statement, false);
+                let describe = prepared::describe_statement(&statement.backend_name);
+                b.send_client(&RawMessage {
+                    tag: b'D',
+                    bytes: describe,
+                });
+            }
+            Err(err) => self.refuse_locally(&msg, err),
+        }
+        Ok(())
+    }
+
+    /// Closing a named statement forgets the client's name; the backend statement stays cached
+    /// for other clients. The client gets its CloseComplete in order.
+    async fn on_close(&mut self, msg: RawMessage) -> Result<(), End> {
+        let Some(name) = named_statement(msg.body()).filter(|_| self.prepared_by_proxy()) else {
+            return self.forward(msg).await;
+        };
+        self.statements.remove(name);
+        match self.backend.as_mut() {
+            Some(b) => b.synthesize(Request::Close, b'3'),
+            None => self.client_out.extend_from_slice(&empty_message(b'3')),
+        }
+        Ok(())
+    }
+
+    /// Applies the statement guard; a refused statement is answered and `false` returned.
+    async fn guard_allows(&mut self, msg: &RawMessage, text: &[u8]) -> Result<bool, End> {
+        let sql = String::from_utf8_lossy(text);
+        match self.shared.guard.check(&sql) {
+            Verdict::Allow => Ok(true),
+            Verdict::AllowResetsIdentity => {
+                self.resets_identity = true;
+                Ok(true)
+            }
+            Verdict::Refuse(refusal) => {
+                tracing::warn!(
+                    reason = refusal.reason.as_str(),
+                    "statement refused by the guard"
+                );
+                self.refuse(msg.clone(), ClientError::Guard(refusal.message))
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Bookkeeping after a statement that may reset settings or drop prepared statements.
+    fn after_statement(&mut self, text: &[u8]) {
+        let resets = std::mem::take(&mut self.resets_identity);
+        let Some(b) = self.backend.as_mut() else {
+            return;
+        };
+        if resets {
+            // The identity is back to neutral; it is applied again at the next transaction.
+            b.checkout.identity = None;
+            for name in UNREPORTED {
+                b.checkout.params.remove(*name);
+            }
+        }
+        if may_deallocate(text) {
+            b.forget_prepared();
+        }
+    }
+
+    /// Reports `err` for `msg` without running it, with the transaction semantics the server
+    /// would have applied to an error at this point.
+    pub(super) async fn refuse(&mut self, msg: RawMessage, err: ClientError) -> Result<(), End> {
+        let Some(b) = self.backend.as_mut() else {
+            self.refuse_locally(&msg, err);
+            return Ok(());
+        };
+        let code = err.sqlstate();
+        let message = err.message();
+        match msg.tag {
+            // The server raises it: it aborts the transaction as any error would, and the client
+            // gets ErrorResponse then ReadyForQuery, the shape it expects for its query.
+            b'Q' | b'F' => {
+                let mut replacement = bytes::BytesMut::new();
+                // Our own SQL has no NUL; serialisation cannot fail.
+                let sql = raising_sql(code, &message);
+                let _ = postgres_protocol::message::frontend::query(&sql, &mut replacement);
+                b.send_client(&RawMessage {
+                    tag: b'Q',
+                    bytes: replacement.freeze(),
+                });
+            }
+            _ => b.raise_in_place(code, &message),
+        }
+        Ok(())
+    }
+
+    /// Answers an error with nothing outstanding on a backend, exactly as the server would.
+    fn refuse_locally(&mut self, msg: &RawMessage, err: ClientError) {
+        err.write(&mut self.client_out);
+        match msg.tag {
+            b'Q' | b'F' => server::ready_for_query(&mut self.client_out, TxStatus::Idle),
+            _ => self.skip_until_sync = true,
+        }
+    }
+
+    /// Sends `msg` to the backend serving this transaction.
+    pub(super) async fn forward(&mut self, msg: RawMessage) -> Result<(), End> {
+        match self.backend_for_transaction().await {
+            Ok(b) => b.send_client(&msg),
+            Err(err) => self.refuse_locally(&msg, err),
+        }
+        Ok(())
+    }
+
+    /// The attached backend, attaching one first if needed. At the start of each transaction
+    /// the identity and parameters are checked and, where they differ, injected first.
+    async fn backend_for_transaction(&mut self) -> Result<&mut Attached, ClientError> {
+        if self.backend.is_none() {
+            let checkout = self.shared.pool.acquire().await.map_err(|e| match e {
+                AcquireError::Timeout(after) => {
+                    tracing::warn!(?after, "pool exhausted: no backend became free in time");
+                    ClientError::PoolTimeout
+                }
+                AcquireError::Upstream(e) => {
+                    tracing::error!(error = %e, "cannot open an upstream session");
+                    ClientError::UpstreamUnavailable
+                }
+                AcquireError::Closed => ClientError::Shutdown,
+            })?;
+            self.backend = Some(Attached::new(checkout));
+        }
+        let protected = &self.shared.settings.protected_settings;
+        let Some(b) = self.backend.as_mut() else {
+            return Err(ClientError::Shutdown);
+        };
+        if b.at_transaction_start() {
+            b.apply_identity(&self.identity, &self.desired, protected);
+        }
+        Ok(b)
+    }
+}

@@ -1,0 +1,397 @@
+//! One client session: forwarding between the client and a pooled backend session, deciding
+//! transaction boundaries, and applying the statement guard. `client` handles what the client
+//! sends; `attached` what pgcordon sends a backend session and expects back.
+//!
+//! Transaction pooling: a backend is attached at the first message that needs one and released at
+//! the ReadyForQuery with status idle that answers the client's last Sync or Query, once nothing
+//! else is outstanding. Session pooling: the backend stays until the client leaves, then is reset
+//! with DISCARD ALL before it returns to the pool.
+
+mod attached;
+mod client;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use pgcordon_pool::BackendPool;
+use pgcordon_wire::{decode_frame, inspect};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use crate::backend_io::{record_parameter, simple_query, write_draining, MAX_BACKEND_MESSAGE};
+use crate::errors::ClientError;
+use crate::handshake::{establish, Established, HandshakeError};
+use crate::listener::Shared;
+use crate::params::{canonical_value, tracked_name, UNREPORTED};
+use crate::prepared::{empty_message, ClientStatements};
+use crate::responses::{Action, Effects};
+use crate::settings::PoolMode;
+use crate::startup::accept_client;
+
+use attached::Attached;
+
+/// Serves one accepted TCP connection to its end.
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let settings = &shared.settings;
+    let handshake =
+        tokio::time::timeout(settings.handshake_timeout, establish(tcp, &shared.acceptor));
+    let established = match handshake.await {
+        Ok(Ok(established)) => established,
+        Ok(Err(e)) => return log_handshake_failure(peer, &e),
+        Err(_) => {
+            tracing::warn!(client.addr = %peer, reason = "timeout", "TLS handshake timed out");
+            return;
+        }
+    };
+    let Established {
+        mut stream,
+        minor,
+        params,
+        leftover,
+        ..
+    } = established;
+
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|c| c.as_ref().to_vec());
+    let mut out = BytesMut::with_capacity(1024);
+    let accepted = tokio::time::timeout(
+        settings.startup_timeout,
+        accept_client(shared, minor, &params, leaf.as_deref(), &mut out),
+    )
+    .await
+    .unwrap_or(Err(ClientError::Protocol("startup timed out".into())));
+    let ctx = match accepted {
+        Ok(ctx) => ctx,
+        Err(err) => {
+            tracing::warn!(client.addr = %peer, code = err.sqlstate(), reason = %err.message(),
+                "client refused at startup");
+            out.clear();
+            err.write(&mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    tracing::Span::current().record("identity", &*ctx.identity);
+    tracing::Span::current().record("db", settings.client_database.as_str());
+    tracing::debug!("client authenticated");
+    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+
+    let mut session = Session {
+        shared,
+        client: stream,
+        client_in: leftover,
+        client_out: BytesMut::with_capacity(16 * 1024),
+        identity: ctx.identity,
+        desired: ctx.desired,
+        backend: None,
+        skip_until_sync: false,
+        statements: ClientStatements::default(),
+        resets_identity: false,
+    };
+    let end = session.run().await;
+    session.finish(end).await;
+}
+
+fn log_handshake_failure(peer: SocketAddr, e: &HandshakeError) {
+    match e {
+        HandshakeError::Closed => tracing::debug!(client.addr = %peer, "closed before TLS"),
+        HandshakeError::Cancel { .. } => {
+            tracing::debug!(client.addr = %peer, "cancel request dropped (not forwarded yet)")
+        }
+        _ => tracing::warn!(client.addr = %peer, reason = e.reason(), error = %e,
+            "connection refused"),
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// End of stream (or a write failure) from the client.
+    ClientGone,
+    /// The client sent Terminate; what it sent before still reaches the server.
+    Terminated,
+    /// Report this error (FATAL) and close.
+    Fatal(ClientError),
+    /// The backend session failed while attached; the client's transaction is gone.
+    BackendLost(String),
+}
+
+struct Session<'a> {
+    shared: &'a Shared,
+    client: TlsStream<TcpStream>,
+    client_in: BytesMut,
+    client_out: BytesMut,
+    identity: Arc<str>,
+    /// Tracked parameters as this client's sessions must have them.
+    desired: BTreeMap<String, String>,
+    backend: Option<Attached>,
+    /// After a locally reported error in an extended-protocol batch: drop messages until Sync.
+    skip_until_sync: bool,
+    /// Named statements the client prepared (transaction pooling).
+    statements: ClientStatements,
+    /// Set by the guard for a statement that sends the identity back to neutral.
+    resets_identity: bool,
+}
+
+impl Session<'_> {
+    async fn run(&mut self) -> End {
+        loop {
+            if let Err(end) = self.handle_client_messages().await {
+                return end;
+            }
+            if let Err(end) = self.flush_backend().await {
+                return end;
+            }
+            if let Err(end) = self.handle_backend_messages() {
+                return end;
+            }
+            if let Err(end) = self.flush_client().await {
+                return end;
+            }
+            if let Err(end) = self.wait_for_input().await {
+                return end;
+            }
+        }
+    }
+
+    async fn flush_backend(&mut self) -> Result<(), End> {
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(());
+        };
+        if b.to_backend.is_empty() {
+            return Ok(());
+        }
+        let backend = &mut b.checkout.backend;
+        let written = write_draining(&mut backend.stream, &b.to_backend, &mut backend.read_buf);
+        if let Err(e) = written.await {
+            return Err(End::BackendLost(format!("write failed: {e}")));
+        }
+        b.to_backend.clear();
+        Ok(())
+    }
+
+    /// Forwards what the backend sent, in order, with pgcordon's own requests' answers removed
+    /// and its stand-in answers inserted; releases the backend when it is idle.
+    fn handle_backend_messages(&mut self) -> Result<(), End> {
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(());
+        };
+        let mut effects = Effects::default();
+        loop {
+            let msg = match decode_frame(&mut b.checkout.backend.read_buf, MAX_BACKEND_MESSAGE) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(e) => return Err(End::BackendLost(format!("malformed server message: {e}"))),
+            };
+            let action = b.queue.on_message(msg.tag, &mut effects);
+            emit_effects(&mut effects, &mut self.client_out, b);
+            match msg.tag {
+                b'Z' => b.status = inspect::ready_status(msg.body()).unwrap_or(b'E'),
+                b'S' => {
+                    record_parameter(&mut b.checkout.params, msg.body());
+                    record_desired(&mut self.desired, msg.body());
+                }
+                b'E' => {
+                    let f = inspect::error_fields(msg.body());
+                    if matches!(f.severity.as_deref(), Some("FATAL") | Some("PANIC")) {
+                        let why = f
+                            .message
+                            .unwrap_or_else(|| "server ended the session".into());
+                        return Err(End::BackendLost(why));
+                    }
+                }
+                _ => {}
+            }
+            match action {
+                Action::Forward => self.client_out.put_slice(&msg.bytes),
+                Action::Drop => {}
+                Action::Fatal => {
+                    let f = inspect::error_fields(msg.body());
+                    tracing::error!(code = ?f.code, message = ?f.message,
+                        "identity injection failed; dropping the backend session");
+                    return Err(End::BackendLost(
+                        "could not apply the client identity".into(),
+                    ));
+                }
+            }
+        }
+        b.queue.drain_synthesized(&mut effects);
+        emit_effects(&mut effects, &mut self.client_out, b);
+        if self.shared.settings.pool_mode == PoolMode::Transaction && b.is_quiescent() {
+            self.backend = None;
+        }
+        Ok(())
+    }
+
+    async fn flush_client(&mut self) -> Result<(), End> {
+        if self.client_out.is_empty() {
+            return Ok(());
+        }
+        let written = self.client.write_all(&self.client_out).await;
+        if written.is_err() || self.client.flush().await.is_err() {
+            return Err(End::ClientGone);
+        }
+        self.client_out.clear();
+        Ok(())
+    }
+
+    async fn wait_for_input(&mut self) -> Result<(), End> {
+        let Session {
+            client,
+            client_in,
+            backend,
+            ..
+        } = self;
+        let Some(b) = backend.as_mut() else {
+            return match client.read_buf(client_in).await {
+                Ok(0) | Err(_) => Err(End::ClientGone),
+                Ok(_) => Ok(()),
+            };
+        };
+        let backend = &mut b.checkout.backend;
+        tokio::select! {
+            read = client.read_buf(client_in) => match read {
+                Ok(0) | Err(_) => Err(End::ClientGone),
+                Ok(_) => Ok(()),
+            },
+            read = backend.stream.read_buf(&mut backend.read_buf) => match read {
+                Ok(0) => Err(End::BackendLost("server closed the connection".into())),
+                Err(e) => Err(End::BackendLost(format!("read failed: {e}"))),
+                Ok(_) => Ok(()),
+            },
+        }
+    }
+
+    // ---- the end ----------------------------------------------------------------------------
+
+    async fn finish(mut self, end: End) {
+        let error = match end {
+            End::ClientGone => None,
+            End::Terminated => {
+                self.complete_before_terminate().await;
+                None
+            }
+            End::Fatal(err) => Some(err),
+            End::BackendLost(detail) => {
+                tracing::warn!(detail = %detail, "backend session lost while serving the client");
+                if let Some(b) = self.backend.take() {
+                    BackendPool::discard(b.checkout);
+                }
+                Some(ClientError::UpstreamLost(detail))
+            }
+        };
+        if let Some(b) = self.backend.take() {
+            release_at_end(self.shared, b);
+        }
+        if let Some(err) = error {
+            // Whatever the backend already answered goes first, then the error.
+            err.write(&mut self.client_out);
+            let _ = self.client.write_all(&self.client_out).await;
+        }
+        let _ = self.client.shutdown().await;
+        tracing::debug!("client session closed");
+    }
+
+    /// Sends what the client queued before Terminate and waits for the server to answer it, as
+    /// the server would have processed it; the answers have nowhere to go and are dropped.
+    async fn complete_before_terminate(&mut self) {
+        let Some(b) = self.backend.as_ref() else {
+            return;
+        };
+        if b.to_backend.is_empty() && b.queue.is_empty() {
+            return;
+        }
+        let drained = tokio::time::timeout(TERMINATE_DRAIN, async {
+            if self.flush_backend().await.is_err() {
+                return;
+            }
+            loop {
+                if self.handle_backend_messages().is_err() {
+                    return;
+                }
+                self.client_out.clear();
+                let Some(b) = self.backend.as_mut() else {
+                    return;
+                };
+                if b.queue.is_empty() {
+                    return;
+                }
+                let backend = &mut b.checkout.backend;
+                match backend.stream.read_buf(&mut backend.read_buf).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("statements sent before Terminate did not complete in time");
+        }
+    }
+}
+
+/// How long a terminating client's last statements may take to complete before the backend
+/// session is closed instead (which rolls back whatever is still open).
+const TERMINATE_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Writes stand-in answers due now, and forgets statements whose Parse did not happen.
+fn emit_effects(effects: &mut Effects, out: &mut BytesMut, b: &mut Attached) {
+    for tag in effects.synthesized.drain(..) {
+        out.put_slice(&empty_message(tag));
+    }
+    for name in effects.failed_prepares.drain(..) {
+        b.checkout.prepared.remove(&name);
+    }
+}
+
+/// Records a ParameterStatus for a tracked parameter as this client's desired value.
+fn record_desired(desired: &mut BTreeMap<String, String>, body: &[u8]) {
+    let mut parts = body.split(|b| *b == 0);
+    let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let name = String::from_utf8_lossy(name);
+    if let Some(tracked) = tracked_name(&name) {
+        let value = canonical_value(tracked, &String::from_utf8_lossy(value));
+        desired.insert(tracked.to_string(), value);
+    }
+}
+
+/// A backend still attached when its client leaves: back to the pool when that is safe,
+/// otherwise closed (which rolls back any open transaction).
+fn release_at_end(shared: &Shared, mut b: Attached) {
+    if !b.is_quiescent() {
+        BackendPool::discard(b.checkout);
+        return;
+    }
+    if shared.settings.pool_mode == PoolMode::Transaction {
+        return; // dropping the checkout returns it to the pool
+    }
+    // Session pooling: clear everything the client left behind (prepared statements, temporary
+    // tables, settings, the identity) before another client gets this session.
+    tokio::spawn(async move {
+        match simple_query(&mut b.checkout, "DISCARD ALL").await {
+            Ok(_) => {
+                b.checkout.identity = None;
+                b.checkout.prepared.clear();
+                for name in UNREPORTED {
+                    b.checkout.params.remove(*name);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reset a session; closing it");
+                BackendPool::discard(b.checkout);
+            }
+        }
+    });
+}
