@@ -1,0 +1,1 @@
+//! pgcordon audit trail (in progress).
