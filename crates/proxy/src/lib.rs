@@ -9,6 +9,7 @@
 //! error to its SQLSTATE.
 
 mod backend_io;
+mod cancel;
 mod errors;
 mod handshake;
 mod inject;

@@ -24,6 +24,7 @@ pub(crate) struct Shared {
     pub(crate) pool: BackendPool,
     pub(crate) guard: Guard,
     pub(crate) acceptor: TlsAcceptor,
+    pub(crate) cancels: crate::cancel::CancelRegistry,
     defaults: OnceCell<Arc<ServerDefaults>>,
     next_conn_id: AtomicU64,
 }
@@ -81,6 +82,7 @@ impl Proxy {
             pool,
             guard,
             acceptor,
+            cancels: Default::default(),
             defaults: OnceCell::new(),
             next_conn_id: AtomicU64::new(1),
         };

@@ -18,6 +18,9 @@ const IGNORED: &[&str] = &["user", "database"];
 /// A client that passed startup.
 pub struct ClientContext {
     pub identity: Arc<str>,
+    /// The proxy-issued cancel key sent to the client, and where its cancels go.
+    pub cancel_key: (i32, i32),
+    pub cancel_slot: Arc<crate::cancel::CancelSlot>,
     /// Tracked parameters with the values this client's sessions must have.
     pub desired: BTreeMap<String, String>,
 }
@@ -95,13 +98,16 @@ pub async fn accept_client(
         server::parameter_status(out, name, value);
     }
     // A proxy-issued key: the backend's real key never reaches the client.
-    let (pid, key) = random_key();
-    server::backend_key_data(out, pid, key);
+    let (cancel_key, cancel_slot) = shared.cancels.register();
+    server::backend_key_data(out, cancel_key.0, cancel_key.1);
     server::ready_for_query(out, TxStatus::Idle);
 
+    let identity = Arc::from(peer.identity.as_str());
     Ok(ClientContext {
-        identity: Arc::from(peer.identity.as_str()),
+        identity,
         desired,
+        cancel_key,
+        cancel_slot,
     })
 }
 
@@ -126,14 +132,4 @@ fn check_options(shared: &Shared, value: &str) -> Result<(), ClientError> {
         return Ok(());
     }
     Err(ClientError::UnsupportedStartupParameter("options".into()))
-}
-
-fn random_key() -> (i32, i32) {
-    let mut bytes = [0u8; 8];
-    // ring's system RNG; on the unlikely failure the key is zero, which only weakens cancel
-    // (not yet forwarded) and never identity.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    let pid = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x7fff_ffff;
-    let key = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    (pid, key)
 }

@@ -10,8 +10,10 @@
 //! This crate owns one connection's establishment; pooling and forwarding live elsewhere.
 
 mod auth;
+mod cancel;
 mod connect;
 mod password;
 
+pub use cancel::cancel;
 pub use connect::{connect, Backend, ChannelBindingPolicy, UpstreamError, UpstreamSettings};
 pub use password::{PasswordSource, Secret};

@@ -288,6 +288,10 @@ impl Session<'_> {
                 }
                 AcquireError::Closed => ClientError::Shutdown,
             })?;
+            self.cancel_slot.set(Some((
+                checkout.backend.process_id,
+                checkout.backend.secret_key,
+            )));
             self.backend = Some(Attached::new(checkout));
         }
         let protected = &self.shared.settings.protected_settings;

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::backend_io::{record_parameter, simple_query, write_draining, MAX_BACKEND_MESSAGE};
+use crate::cancel::CancelSlot;
 use crate::errors::ClientError;
 use crate::handshake::{establish, Established, HandshakeError};
 use crate::listener::Shared;
@@ -40,6 +41,12 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
         tokio::time::timeout(settings.handshake_timeout, establish(tcp, &shared.acceptor));
     let established = match handshake.await {
         Ok(Ok(established)) => established,
+        Ok(Err(HandshakeError::Cancel {
+            process_id,
+            secret_key,
+        })) => {
+            return crate::cancel::forward(shared, process_id, &secret_key).await;
+        }
         Ok(Err(e)) => return log_handshake_failure(peer, &e),
         Err(_) => {
             tracing::warn!(client.addr = %peer, reason = "timeout", "TLS handshake timed out");
@@ -97,17 +104,16 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
         skip_until_sync: false,
         statements: ClientStatements::default(),
         resets_identity: false,
+        cancel_slot: ctx.cancel_slot,
     };
     let end = session.run().await;
     session.finish(end).await;
+    shared.cancels.unregister(ctx.cancel_key);
 }
 
 fn log_handshake_failure(peer: SocketAddr, e: &HandshakeError) {
     match e {
         HandshakeError::Closed => tracing::debug!(client.addr = %peer, "closed before TLS"),
-        HandshakeError::Cancel { .. } => {
-            tracing::debug!(client.addr = %peer, "cancel request dropped (not forwarded yet)")
-        }
         _ => tracing::warn!(client.addr = %peer, reason = e.reason(), error = %e,
             "connection refused"),
     }
@@ -141,6 +147,8 @@ struct Session<'a> {
     statements: ClientStatements,
     /// Set by the guard for a statement that sends the identity back to neutral.
     resets_identity: bool,
+    /// Where this client's cancel requests go: the backend attached now, if any.
+    cancel_slot: Arc<CancelSlot>,
 }
 
 impl Session<'_> {
@@ -228,9 +236,23 @@ impl Session<'_> {
         b.queue.drain_synthesized(&mut effects);
         emit_effects(&mut effects, &mut self.client_out, b);
         if self.shared.settings.pool_mode == PoolMode::Transaction && b.is_quiescent() {
-            self.backend = None;
+            if let Some(b) = self.backend.take() {
+                self.give_back(b);
+            }
         }
         Ok(())
+    }
+
+    /// Returns an idle backend session to the pool, once no cancel of this client can still
+    /// reach it.
+    fn give_back(&self, b: Attached) {
+        if self.cancel_slot.clear() {
+            let slot = self.cancel_slot.clone();
+            tokio::spawn(async move {
+                slot.wait_idle().await;
+                drop(b);
+            });
+        }
     }
 
     async fn flush_client(&mut self) -> Result<(), End> {
@@ -291,7 +313,13 @@ impl Session<'_> {
             }
         };
         if let Some(b) = self.backend.take() {
-            release_at_end(self.shared, b);
+            self.cancel_slot.clear();
+            let slot = self.cancel_slot.clone();
+            let shared_mode = self.shared.settings.pool_mode;
+            tokio::spawn(async move {
+                slot.wait_idle().await;
+                release_at_end(shared_mode, b).await;
+            });
         }
         if let Some(err) = error {
             // Whatever the backend already answered goes first, then the error.
@@ -369,29 +397,27 @@ fn record_desired(desired: &mut BTreeMap<String, String>, body: &[u8]) {
 
 /// A backend still attached when its client leaves: back to the pool when that is safe,
 /// otherwise closed (which rolls back any open transaction).
-fn release_at_end(shared: &Shared, mut b: Attached) {
+async fn release_at_end(mode: PoolMode, mut b: Attached) {
     if !b.is_quiescent() {
         BackendPool::discard(b.checkout);
         return;
     }
-    if shared.settings.pool_mode == PoolMode::Transaction {
+    if mode == PoolMode::Transaction {
         return; // dropping the checkout returns it to the pool
     }
     // Session pooling: clear everything the client left behind (prepared statements, temporary
     // tables, settings, the identity) before another client gets this session.
-    tokio::spawn(async move {
-        match simple_query(&mut b.checkout, "DISCARD ALL").await {
-            Ok(_) => {
-                b.checkout.identity = None;
-                b.checkout.prepared.clear();
-                for name in UNREPORTED {
-                    b.checkout.params.remove(*name);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not reset a session; closing it");
-                BackendPool::discard(b.checkout);
+    match simple_query(&mut b.checkout, "DISCARD ALL").await {
+        Ok(_) => {
+            b.checkout.identity = None;
+            b.checkout.prepared.clear();
+            for name in UNREPORTED {
+                b.checkout.params.remove(*name);
             }
         }
-    });
+        Err(e) => {
+            tracing::warn!(error = %e, "could not reset a session; closing it");
+            BackendPool::discard(b.checkout);
+        }
+    }
 }
