@@ -13,7 +13,7 @@
 //! that needs a parse but does not parse is refused: the guard fails closed.
 //!
 //! Preconditions the proxy must keep: the text is what the server will parse (client encoding
-//! UTF-8, so no multi-byte character can swallow a quote or backslash), and the FunctionCall
+//! UTF-8, so no multi-byte character can swallow a backslash), and the FunctionCall
 //! protocol message (which calls a function by OID, bypassing SQL) is refused.
 
 mod error;

@@ -1,7 +1,7 @@
 //! The protected setting names: checked once when the guard is built, then matched the way
 //! PostgreSQL looks up a setting (ASCII letters compared without case, nothing else folded).
 //!
-//! Owns only the names; where a name may appear in a statement is decided in `tree` and
+//! Owns only the names; where a name may appear in a statement is decided in `judge` and
 //! `prefilter`.
 
 use crate::GuardError;
