@@ -80,7 +80,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
             tracing::warn!(client.addr = %peer, code = err.sqlstate(), reason = %err.message(),
                 "client refused at startup");
             out.clear();
-            err.write(&mut out);
+            err.write_fatal(&mut out);
             let _ = stream.write_all(&out).await;
             let _ = stream.shutdown().await;
             return;
