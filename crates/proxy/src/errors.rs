@@ -121,6 +121,12 @@ impl ClientError {
         };
         error_response(out, severity, self.sqlstate(), &self.message(), None, None);
     }
+
+    /// Appends this error as FATAL, whatever its usual severity: before the session exists (at
+    /// startup) every error ends the connection, as the server reports it.
+    pub fn write_fatal(&self, out: &mut BytesMut) {
+        error_response(out, Severity::Fatal, self.sqlstate(), &self.message(), None, None);
+    }
 }
 
 #[cfg(test)]
