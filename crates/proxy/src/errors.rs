@@ -16,6 +16,8 @@ pub enum ClientError {
     UnknownDatabase(String),
     /// A startup parameter we do not pass through.
     UnsupportedStartupParameter(String),
+    /// A client encoding whose characters can hide ASCII quote or backslash bytes.
+    UnsupportedEncoding(String),
     /// A startup `options` value that touches a protected setting.
     ProtectedStartupOption(String),
     /// A malformed or out-of-sequence message.
@@ -47,7 +49,9 @@ impl ClientError {
         match self {
             ClientError::TlsRequired | ClientError::NoIdentity(_) => "28000",
             ClientError::UnknownDatabase(_) => "3D000",
-            ClientError::UnsupportedStartupParameter(_) | ClientError::NotSupported(_) => "0A000",
+            ClientError::UnsupportedStartupParameter(_)
+            | ClientError::NotSupported(_)
+            | ClientError::UnsupportedEncoding(_) => "0A000",
             ClientError::ProtectedStartupOption(_) | ClientError::Guard(_) => "42501",
             ClientError::Protocol(_) | ClientError::FrameTooLarge(_) => "08P01",
             ClientError::DuplicateStatement(_) => "42P05",
@@ -86,6 +90,10 @@ impl ClientError {
             ClientError::UnsupportedStartupParameter(name) => {
                 format!("startup parameter \"{name}\" is not supported by pgcordon")
             }
+            ClientError::UnsupportedEncoding(name) => format!(
+                "client_encoding \"{name}\" is not supported by pgcordon: its multi-byte \
+                 characters can contain quote and backslash bytes; use UTF8"
+            ),
             ClientError::ProtectedStartupOption(name) => {
                 format!("setting \"{name}\" is managed by pgcordon and cannot be set by the client")
             }
@@ -125,7 +133,14 @@ impl ClientError {
     /// Appends this error as FATAL, whatever its usual severity: before the session exists (at
     /// startup) every error ends the connection, as the server reports it.
     pub fn write_fatal(&self, out: &mut BytesMut) {
-        error_response(out, Severity::Fatal, self.sqlstate(), &self.message(), None, None);
+        error_response(
+            out,
+            Severity::Fatal,
+            self.sqlstate(),
+            &self.message(),
+            None,
+            None,
+        );
     }
 }
 

@@ -53,6 +53,31 @@ pub fn canonical_value(name: &str, value: &str) -> String {
     }
 }
 
+/// Client encodings whose multi-byte characters can contain ASCII bytes such as `\\` and `'`.
+/// The server and the statement guard would then split the same text differently, so pgcordon
+/// refuses them (canonical names, as `canonical_value` gives them).
+const UNSAFE_ENCODINGS: &[&str] = &[
+    "SJIS",
+    "SHIFTJIS",
+    "BIG5",
+    "GBK",
+    "UHC",
+    "GB18030",
+    "JOHAB",
+    "WIN936",
+    "WIN949",
+    "WIN950",
+    "CP936",
+    "CP949",
+    "CP950",
+    "SHIFTJIS2004",
+];
+
+/// Whether a (canonical) client_encoding is one pgcordon refuses.
+pub fn is_unsafe_encoding(canonical: &str) -> bool {
+    UNSAFE_ENCODINGS.contains(&canonical)
+}
+
 /// What a fresh backend session of this upstream reports, learned from the first session.
 #[derive(Debug, Clone, Default)]
 pub struct ServerDefaults {
@@ -83,5 +108,17 @@ mod tests {
         assert_eq!(tracked_name("app.current_user_id"), None);
         assert_eq!(canonical_value("client_encoding", "utf-8"), "UTF8");
         assert_eq!(canonical_value("TimeZone", "utc"), "utc");
+        assert!(is_unsafe_encoding(&canonical_value(
+            "client_encoding",
+            "Shift_JIS"
+        )));
+        assert!(is_unsafe_encoding(&canonical_value(
+            "client_encoding",
+            "big5"
+        )));
+        assert!(!is_unsafe_encoding(&canonical_value(
+            "client_encoding",
+            "LATIN1"
+        )));
     }
 }

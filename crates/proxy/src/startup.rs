@@ -10,7 +10,7 @@ use pgcordon_wire::StartupParams;
 
 use crate::errors::ClientError;
 use crate::listener::Shared;
-use crate::params::{canonical_value, tracked_name, REPORTED_FIXED};
+use crate::params::{canonical_value, is_unsafe_encoding, tracked_name, REPORTED_FIXED};
 
 /// Startup parameters accepted and ignored: they identify the client but change nothing.
 const IGNORED: &[&str] = &["user", "database"];
@@ -59,7 +59,11 @@ pub async fn accept_client(
         if value.contains('\0') {
             return Err(ClientError::Protocol("NUL in a startup parameter".into()));
         }
-        requested.insert(tracked.to_string(), canonical_value(tracked, value));
+        let value = canonical_value(tracked, value);
+        if tracked == "client_encoding" && is_unsafe_encoding(&value) {
+            return Err(ClientError::UnsupportedEncoding(value));
+        }
+        requested.insert(tracked.to_string(), value);
     }
 
     let database = params
