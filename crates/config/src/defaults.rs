@@ -3,6 +3,7 @@
 //! Owns the numbers that docs/configuration.md and `config/pgcordon.yaml` repeat; tests check
 //! that a minimal file yields exactly these. It does not apply them (that is `validate`).
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 /// `tls.handshake_timeout`: a client that cannot finish TLS in 5 s is broken or hostile.
@@ -58,3 +59,23 @@ pub const LOG_LEVEL: &str = "info";
 /// Longest database or role name PostgreSQL keeps (NAMEDATALEN - 1); longer names are
 /// silently truncated by the server, which would make `client_database` comparisons lie.
 pub const MAX_NAME_BYTES: usize = 63;
+
+/// `admin.listen` default: loopback, so metrics and probes are not exposed beyond the host
+/// unless the operator chooses an address. 9187 is not a PostgreSQL port and is rarely taken.
+pub const ADMIN_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9187));
+
+/// The `audit.path` value that means standard output rather than a file.
+pub const AUDIT_STDOUT: &str = "stdout";
+
+/// `audit.queue` default: records waiting for the writer; at a few hundred bytes each, about
+/// 5 MB, enough to ride out a disk stall of a second or two at thousands of transactions a
+/// second.
+pub const AUDIT_QUEUE: u32 = 10_000;
+
+/// Largest `audit.queue`: statement records can hold 16 KiB of text each, so a million of them
+/// could already take gigabytes; a larger queue would trade a bounded loss for unbounded memory.
+pub const AUDIT_QUEUE_MAX: u32 = 1_000_000;
+
+/// `shutdown.drain_timeout` default: long enough for ordinary transactions to finish, and
+/// the same as Kubernetes' default termination grace period.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -38,6 +38,12 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: Log,
+    /// The admin HTTP listener (metrics and probes); `None` when the section is absent.
+    pub admin: Option<Admin>,
+    /// The audit trail; `None` when the section is absent (no audit).
+    pub audit: Option<Audit>,
+    /// Shutdown behaviour.
+    pub shutdown: Shutdown,
 }
 
 /// One listening address (`listen[]`).
@@ -262,6 +268,46 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// The admin HTTP listener (`admin`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Admin {
+    /// IP address and port of `/metrics`, `/healthz` and `/readyz`; port 0 lets the system
+    /// choose.
+    pub listen: SocketAddr,
+}
+
+/// The audit trail (`audit`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Audit {
+    /// Where the JSON lines go.
+    pub output: AuditOutput,
+    /// Whether each transaction gets a line.
+    pub transactions: bool,
+    /// Whether each statement text gets a line.
+    pub statements: bool,
+    /// Records that may wait for the writer before new ones are dropped (and counted).
+    pub queue: u32,
+}
+
+/// Where audit lines go (`audit.path`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditOutput {
+    /// Standard output (`path: stdout`).
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// Shutdown (`shutdown`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Shutdown {
+    /// After a stop signal, how long open client sessions may finish before they are closed.
+    pub drain_timeout: Duration,
 }
 
 macro_rules! yaml_names {

@@ -24,6 +24,10 @@ pub(crate) struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub log: RawLog,
+    pub admin: Option<RawAdmin>,
+    pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,4 +114,25 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawLog {
     pub format: Option<LogFormat>,
     pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub path: Option<String>,
+    pub transactions: Option<bool>,
+    pub statements: Option<bool>,
+    pub queue: Option<Int>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShutdown {
+    pub drain_timeout: Option<PositiveDuration>,
 }

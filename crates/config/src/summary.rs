@@ -4,8 +4,16 @@
 
 use std::fmt::Write;
 
-use crate::model::{Config, IdentitySource};
+use crate::model::{AuditOutput, Config, IdentitySource};
 use crate::units::{format_byte_size, format_duration as dur};
+
+fn on_off(yes: bool) -> &'static str {
+    if yes {
+        "on"
+    } else {
+        "off"
+    }
+}
 
 fn allowed(yes: bool) -> &'static str {
     if yes {
@@ -102,11 +110,41 @@ impl Config {
             format_byte_size(u64::from(limits.max_frame_bytes)),
             limits.max_client_connections,
         );
-        let _ = write!(
+        let _ = writeln!(
             out,
             "log: {} format, level {}",
             self.log.format, self.log.level
         );
+        let _ = write!(out, "{}", self.operations_summary());
         out
+    }
+}
+
+impl Config {
+    /// One line for `admin`, `audit` and `shutdown`.
+    fn operations_summary(&self) -> String {
+        let admin = match &self.admin {
+            Some(admin) => format!("admin on {}", admin.listen),
+            None => "no admin listener".to_owned(),
+        };
+        let audit = match &self.audit {
+            Some(audit) => {
+                let to = match &audit.output {
+                    AuditOutput::Stdout => "stdout".to_owned(),
+                    AuditOutput::File(path) => path.display().to_string(),
+                };
+                format!(
+                    "audit to {to} (transactions {}, statements {}, queue {})",
+                    on_off(audit.transactions),
+                    on_off(audit.statements),
+                    audit.queue
+                )
+            }
+            None => "no audit".to_owned(),
+        };
+        format!(
+            "operations: {admin}, {audit}, drain timeout {}",
+            dur(self.shutdown.drain_timeout)
+        )
     }
 }

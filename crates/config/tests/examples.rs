@@ -74,6 +74,24 @@ fn examples_show_what_their_names_promise() {
     assert_eq!(full.listen.len(), 2);
     assert_eq!(full.tls.crl.len(), 1);
     assert_eq!(full.pool.min_idle, 5);
+    let admin = full
+        .admin
+        .as_ref()
+        .expect("the full example opens the admin listener");
+    assert_eq!(admin.listen, pgcordon_config::defaults::ADMIN_LISTEN);
+    let audit = full
+        .audit
+        .as_ref()
+        .expect("the full example writes an audit trail");
+    assert_eq!(audit.output, pgcordon_config::AuditOutput::Stdout);
+    assert_eq!(
+        full.shutdown.drain_timeout,
+        pgcordon_config::defaults::DRAIN_TIMEOUT
+    );
+
+    // The minimal example shows the defaults: no admin listener, no audit.
+    let minimal = load(&dir.join("minimal.yaml")).unwrap();
+    assert!(minimal.admin.is_none() && minimal.audit.is_none());
 }
 
 /// The keys a section accepts, as the loader itself lists them when it meets an unknown key.
@@ -108,6 +126,12 @@ fn every_key_is_documented_and_in_the_full_example() {
         ("pool.", format!("{minimal}pool:\n  zz_unknown: 1\n")),
         ("limits.", format!("{minimal}limits:\n  zz_unknown: 1\n")),
         ("log.", format!("{minimal}log:\n  zz_unknown: 1\n")),
+        ("admin.", format!("{minimal}admin:\n  zz_unknown: 1\n")),
+        ("audit.", format!("{minimal}audit:\n  zz_unknown: 1\n")),
+        (
+            "shutdown.",
+            format!("{minimal}shutdown:\n  zz_unknown: 1\n"),
+        ),
     ];
 
     let docs = std::fs::read_to_string(example_dir().join("../docs/configuration.md")).unwrap();
@@ -128,6 +152,6 @@ fn every_key_is_documented_and_in_the_full_example() {
             count += 1;
         }
     }
-    // The schema has 44 keys; a much smaller count would mean the key lists were not read.
-    assert!(count >= 40, "only {count} keys found");
+    // The schema has 53 keys; a much smaller count would mean the key lists were not read.
+    assert!(count >= 48, "only {count} keys found");
 }

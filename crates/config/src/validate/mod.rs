@@ -8,6 +8,7 @@
 //! from outside is the environment variable named by `upstream.password_env`.
 
 mod identity;
+mod operations;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
     let pool = c.pool(raw.pool);
     let limits = c.limits(raw.limits);
     let log = c.log(raw.log);
+    let admin = c.admin(raw.admin, allow_wildcard, listen.as_deref());
+    let audit = c.audit(raw.audit);
+    let shutdown = c.shutdown(raw.shutdown);
 
     let (
         Some(listen),
@@ -47,7 +51,11 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
         Some(pool),
         Some(limits),
         Some(log),
-    ) = (listen, tls, identity, upstream, pool, limits, log)
+        Some(admin),
+        Some(audit),
+    ) = (
+        listen, tls, identity, upstream, pool, limits, log, admin, audit,
+    )
     else {
         return Err(c.into_error(origin, tree));
     };
@@ -64,6 +72,9 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
         pool,
         limits,
         log,
+        admin,
+        audit,
+        shutdown,
     })
 }
 

@@ -7,6 +7,7 @@
 mod identity;
 mod listen_tls;
 mod loading;
+mod operations;
 mod parsing;
 mod pool_limits;
 mod upstream;
