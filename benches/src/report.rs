@@ -11,6 +11,8 @@ use crate::stats::Aggregate;
 pub struct Meta {
     pub cpus: usize,
     pub cpu_model: String,
+    /// /proc/loadavg's 1-minute figure just before the stack started: the machine's other work.
+    pub load_before: String,
     pub postgres_version: String,
     /// TLS version of the client's direct connection, from pg_stat_ssl.
     pub tls_direct: String,
@@ -68,7 +70,8 @@ pub fn markdown(meta: &Meta, results: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "- idle-priority spinners: {}\n",
+        "- 1-minute load average before the run: {}; idle-priority spinners: {}\n",
+        meta.load_before,
         if meta.spinners == 0 {
             "off".to_owned()
         } else {
@@ -147,6 +150,7 @@ mod tests {
         let meta = Meta {
             cpus: 2,
             cpu_model: "Test CPU".into(),
+            load_before: "0.10".into(),
             postgres_version: "15.0".into(),
             tls_direct: "TLSv1.3".into(),
             tls_upstream: "TLSv1.3".into(),
@@ -170,7 +174,7 @@ mod tests {
             text.contains("| query_typed | +60.0 | +120.0 | 1.50 | 1.50 |"),
             "{text}"
         );
-        assert!(text.contains("spinners: off"));
+        assert!(text.contains("load average before the run: 0.10; idle-priority spinners: off"));
     }
 
     #[test]

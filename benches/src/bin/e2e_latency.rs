@@ -44,6 +44,7 @@ fn main() -> ExitCode {
 
 fn run(opts: &Options) -> anyhow::Result<String> {
     init_logging();
+    let load_before = load_average();
     // Declared before the stack so that PostgreSQL stops before its directory is removed.
     let dir = tempfile::Builder::new()
         .prefix("pgcordon-bench")
@@ -60,14 +61,19 @@ fn run(opts: &Options) -> anyhow::Result<String> {
         .enable_all()
         .build()
         .context("starting the client runtime")?;
-    let outcome = client_runtime.block_on(measure(&stack, &proxy, opts));
+    let outcome = client_runtime.block_on(measure(&stack, &proxy, opts, load_before));
     drop(client_runtime);
     drop(proxy);
     drop(stack);
     outcome
 }
 
-async fn measure(stack: &Stack, proxy: &ProxyHandle, opts: &Options) -> anyhow::Result<String> {
+async fn measure(
+    stack: &Stack,
+    proxy: &ProxyHandle,
+    opts: &Options,
+    load_before: String,
+) -> anyhow::Result<String> {
     let files = &stack.files;
     let mut direct_config = setup::pg_config(stack.cluster.port(), APP_ROLE, APP_DATABASE);
     direct_config.password(stack.password.as_str());
@@ -167,6 +173,7 @@ async fn measure(stack: &Stack, proxy: &ProxyHandle, opts: &Options) -> anyhow::
     let meta = Meta {
         cpus,
         cpu_model: cpu_model(),
+        load_before,
         postgres_version,
         tls_direct,
         tls_upstream,
@@ -204,6 +211,13 @@ fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// pgcordon's log lines (warnings and errors by default, as `pgcordon run` at `log.level: warn`)
