@@ -5,6 +5,7 @@
 //! statistics, the Markdown report, the idle-priority spinners and the set-up of the proxy and
 //! the clients.
 
+pub mod cpu;
 pub mod options;
 pub mod report;
 pub mod setup;

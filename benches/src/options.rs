@@ -8,9 +8,9 @@ pub const MIN_BLOCKS: usize = 5;
 pub const USAGE: &str = "\
 usage: e2e-latency [--iterations N] [--warmup N] [--blocks N] [--block-warmup N] [--spin]
 
-  --iterations N    round trips per mode in each block (default 5000)
+  --iterations N    round trips per mode in each block (default 2000)
   --warmup N        round trips per mode on each connection before measuring (default 1000)
-  --blocks N        blocks per target, run as A B A B ... (default 8, at least 5)
+  --blocks N        blocks per target, run as A B A B ... (default 20, at least 5)
   --block-warmup N  round trips per mode discarded at the start of each block (default 100)
   --spin            one idle-priority busy loop per core while measuring (chrt --idle 0)";
 
@@ -26,9 +26,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            iterations: 5000,
+            iterations: 2000,
             warmup: 1000,
-            blocks: 8,
+            blocks: 20,
             block_warmup: 100,
             spin: false,
         }

@@ -13,6 +13,11 @@ pub struct Meta {
     pub cpu_model: String,
     /// /proc/loadavg's 1-minute figure just before the stack started: the machine's other work.
     pub load_before: String,
+    /// Share of the machine's CPU time used by other processes during the measured blocks
+    /// (median and highest block), and the highest block's steal, in percent.
+    pub other_cpu_median: f64,
+    pub other_cpu_max: f64,
+    pub steal_max: f64,
     pub postgres_version: String,
     /// TLS version of the client's direct connection, from pg_stat_ssl.
     pub tls_direct: String,
@@ -67,6 +72,12 @@ pub fn markdown(meta: &Meta, results: &Results) -> String {
          per block (the modes alternate query by query); {} per mode discarded at each block start; \
          {} per mode and connection before the first block",
         o.blocks, o.iterations, o.block_warmup, o.warmup
+    );
+    let _ = writeln!(
+        out,
+        "- other processes' share of the machine's CPU time during the measured blocks: median \
+         {:.0}%, highest block {:.0}%; hypervisor steal at most {:.1}%",
+        meta.other_cpu_median, meta.other_cpu_max, meta.steal_max
     );
     let _ = writeln!(
         out,
@@ -151,6 +162,9 @@ mod tests {
             cpus: 2,
             cpu_model: "Test CPU".into(),
             load_before: "0.10".into(),
+            other_cpu_median: 1.0,
+            other_cpu_max: 12.4,
+            steal_max: 0.3,
             postgres_version: "15.0".into(),
             tls_direct: "TLSv1.3".into(),
             tls_upstream: "TLSv1.3".into(),
@@ -174,6 +188,7 @@ mod tests {
             text.contains("| query_typed | +60.0 | +120.0 | 1.50 | 1.50 |"),
             "{text}"
         );
+        assert!(text.contains("median 1%, highest block 12%; hypervisor steal at most 0.3%"));
         assert!(text.contains("load average before the run: 0.10; idle-priority spinners: off"));
     }
 

@@ -55,6 +55,11 @@ impl Spinners {
         Ok(spinners)
     }
 
+    /// The spinners' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.children.len()
     }

@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use pgcordon_benches::cpu::{self, Ours};
 use pgcordon_benches::options::{self, Options, Parsed};
 use pgcordon_benches::report::{self, Meta, Results};
 use pgcordon_benches::setup::{self, Mode, ProxyHandle, Target, POOL_YAML};
@@ -122,6 +123,16 @@ async fn measure(
     };
     let spinner_count = spinners.as_ref().map_or(0, Spinners::len);
 
+    let ours = Ours {
+        pids: spinners.as_ref().map_or_else(Vec::new, Spinners::pids),
+        postmaster: Ours::postmaster_of(stack.cluster.data_dir()),
+    };
+    if ours.postmaster.is_none() {
+        bail!("cannot read the postmaster's pid");
+    }
+    let mut other_cpu = Vec::new();
+    let mut steal = Vec::new();
+
     let clients = [(Target::Direct, &direct), (Target::Pgcordon, &proxied)];
     eprintln!(
         "warm-up: {} round trips per mode and connection",
@@ -141,8 +152,17 @@ async fn measure(
         for (ti, (target, client)) in clients.into_iter().enumerate() {
             alternate(client, opts.block_warmup, None).await?;
             samples.iter_mut().for_each(Vec::clear);
+            let before = cpu::read(&ours);
             alternate(client, opts.iterations, Some(&mut samples)).await?;
-            let mut line = format!("block {round}/{} {:8}", opts.blocks, target.name());
+            let usage = cpu::usage(&before, &cpu::read(&ours));
+            other_cpu.push(usage.other_pct);
+            steal.push(usage.steal_pct);
+            let mut line = format!(
+                "block {round:2}/{} {:8} other CPU {:3.0}%",
+                opts.blocks,
+                target.name(),
+                usage.other_pct
+            );
             for (mi, mode) in Mode::ALL.into_iter().enumerate() {
                 let s = stats::summarize(&mut samples[mi]);
                 line.push_str(&format!(
@@ -174,6 +194,9 @@ async fn measure(
         cpus,
         cpu_model: cpu_model(),
         load_before,
+        other_cpu_median: stats::median(&other_cpu),
+        other_cpu_max: other_cpu.iter().copied().fold(0.0, f64::max),
+        steal_max: steal.iter().copied().fold(0.0, f64::max),
         postgres_version,
         tls_direct,
         tls_upstream,
