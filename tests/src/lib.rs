@@ -9,6 +9,8 @@ use std::sync::Arc;
 use pgcordon_devkit::stack::{Stack, TENANT_A, TENANT_B};
 use tokio::sync::oneshot;
 
+pub mod raw;
+
 /// Transaction pooling with a small pool, the default for tests.
 pub const POOL_TX: &str = "  mode: transaction\n  size: 5\n  min_idle: 1\n  acquire_timeout: 2s";
 
