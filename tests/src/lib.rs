@@ -10,6 +10,7 @@ use pgcordon_devkit::stack::{Stack, TENANT_A, TENANT_B};
 use tokio::sync::oneshot;
 
 pub mod raw;
+pub mod tenants;
 
 /// Transaction pooling with a small pool, the default for tests.
 pub const POOL_TX: &str = "  mode: transaction\n  size: 5\n  min_idle: 1\n  acquire_timeout: 2s";
@@ -138,19 +139,39 @@ impl Drop for Harness {
     }
 }
 
-/// Loads `config_path` the way `pgcordon run` does and serves it until the sender fires.
-pub async fn start_proxy(config_path: &std::path::Path) -> (SocketAddr, oneshot::Sender<()>) {
+/// A pgcordon started in-process, with the handles tests observe it through.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub obs: pgcordon_proxy::Observability,
+    pub reloader: pgcordon_proxy::Reloader,
+    /// Fire to begin the graceful shutdown (what SIGTERM does in the binary).
+    pub shutdown: oneshot::Sender<()>,
+    /// Ends when the proxy has drained and stopped.
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+/// Loads `config_path` the way `pgcordon run` does and serves it until shut down.
+pub async fn launch(config_path: &std::path::Path) -> RunningProxy {
     let config = pgcordon_config::load(config_path).expect("valid configuration");
     let settings = pgcordon_proxy::ProxySettings::from_config(&config).expect("load settings");
-    let proxy = pgcordon_proxy::Proxy::new(settings).expect("build proxy");
+    let obs = pgcordon_proxy::Observability::detached();
+    let proxy = pgcordon_proxy::Proxy::new(settings, obs.clone()).expect("build proxy");
     let bound = proxy.bind().await.expect("bind");
     let addr = bound.local_addrs()[0];
     let _ = bound.pool().warm_up().await;
+    let reloader = bound.reloader();
+    reloader.record_expiry();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(bound.run(async move {
+    let stopped = tokio::spawn(bound.run(async move {
         let _ = rx.await;
     }));
-    (addr, tx)
+    RunningProxy { addr, obs, reloader, shutdown: tx, stopped }
+}
+
+/// Like [`launch`], keeping only the address and the shutdown trigger.
+pub async fn start_proxy(config_path: &std::path::Path) -> (SocketAddr, oneshot::Sender<()>) {
+    let running = launch(config_path).await;
+    (running.addr, running.shutdown)
 }
 
 /// A rustls client configuration (ring provider) trusting `ca`, optionally presenting a cert.

@@ -104,38 +104,144 @@ fn run(path: &Path) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-/// Loads settings, binds, warms the pool and serves until SIGINT or SIGTERM.
+/// How often the TLS files are checked for changes (cert-manager rewrites them in place).
+const RELOAD_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Loads settings, binds, warms the pool and serves until SIGINT or SIGTERM, then drains.
 pub(crate) async fn serve(config: pgcordon_config::Config) -> anyhow::Result<()> {
     let settings = pgcordon_proxy::ProxySettings::from_config(&config)
         .with_context(|| format!("loading files named by {}", config.source.display()))?;
-    let proxy = pgcordon_proxy::Proxy::new(settings)?;
+    let metrics = pgcordon_metrics::Metrics::new();
+    let readiness = std::sync::Arc::new(pgcordon_admin::ReadinessFlags::new());
+    let (audit, audit_writer) = start_audit(&config, &metrics)?;
+    let obs = pgcordon_proxy::Observability {
+        metrics: metrics.clone(),
+        audit,
+        readiness: readiness.clone(),
+    };
+
+    let proxy = pgcordon_proxy::Proxy::new(settings, obs)?;
     let bound = proxy.bind().await?;
+    let (admin_stop, admin_task) = start_admin(&config, metrics, readiness.clone()).await?;
     match bound.pool().warm_up().await {
-        Ok(opened) => tracing::info!(opened, "upstream pool warmed up"),
+        Ok(opened) => {
+            readiness.set_primary_reachable(true);
+            tracing::info!(opened, "upstream pool warmed up");
+        }
         Err(e) => tracing::error!(error = %e, "upstream not reachable at start; will retry"),
     }
+    let reloader = bound.reloader();
+    reloader.record_expiry();
+    let watcher = reloader.clone().spawn_watch(RELOAD_POLL);
+    let hangups = tokio::spawn(reload_on_sighup(reloader));
+
     bound.run(shutdown_signal()).await;
+    watcher.abort();
+    hangups.abort();
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    if let Some(writer) = audit_writer {
+        // Every Audit handle is gone with the proxy: the writer flushes and returns.
+        let _ = writer.await;
+    }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+type AuditTask = Option<tokio::task::JoinHandle<()>>;
+
+fn start_audit(
+    config: &pgcordon_config::Config,
+    metrics: &pgcordon_metrics::Metrics,
+) -> anyhow::Result<(pgcordon_audit::Audit, AuditTask)> {
+    let Some(cfg) = &config.audit else {
+        return Ok((pgcordon_audit::Audit::disabled(), None));
+    };
+    let output = match &cfg.output {
+        pgcordon_config::AuditOutput::Stdout => pgcordon_audit::AuditOutput::Stdout,
+        pgcordon_config::AuditOutput::File(path) => pgcordon_audit::AuditOutput::File(path.clone()),
+    };
+    let settings = pgcordon_audit::AuditSettings {
+        output,
+        transactions: cfg.transactions,
+        statements: cfg.statements,
+        queue: cfg.queue as usize,
+    };
+    let (audit, writer) = pgcordon_audit::start(&settings, metrics.audit_records_dropped.clone())
+        .context("starting the audit trail")?;
+    let task = tokio::spawn(async move {
+        let summary = writer.run().await;
+        tracing::info!(?summary, "audit trail closed");
+    });
+    Ok((audit, Some(task)))
+}
+
+async fn start_admin(
+    config: &pgcordon_config::Config,
+    metrics: std::sync::Arc<pgcordon_metrics::Metrics>,
+    readiness: std::sync::Arc<pgcordon_admin::ReadinessFlags>,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let Some(admin) = &config.admin else {
+        return Ok((stop, None));
+    };
+    let server = pgcordon_admin::AdminServer::bind(admin.listen, metrics, readiness)
+        .await
+        .with_context(|| format!("binding the admin listener {}", admin.listen))?;
+    let task = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, Some(task)))
+}
+
+async fn reload_on_sighup(reloader: pgcordon_proxy::Reloader) {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => tracing::info!("SIGINT received"),
-            _ = term.recv() => tracing::info!("SIGTERM received"),
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; reloads happen on file changes only");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading TLS material");
+            let _ = reloader.reload();
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    let _ = reloader;
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_terminate().await;
+    tracing::info!("shutting down: draining (a second signal exits at once)");
+    tokio::spawn(async {
+        wait_for_terminate().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(1);
+    });
+}
+
+async fn wait_for_terminate() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -148,6 +148,16 @@ impl BackendPool {
         }
     }
 
+    /// The upstream settings new sessions are opened with.
+    pub fn upstream(&self) -> Arc<UpstreamSettings> {
+        self.inner.manager().upstream()
+    }
+
+    /// Replaces the upstream settings (TLS material) for sessions opened from now on.
+    pub fn set_upstream(&self, upstream: UpstreamSettings) {
+        self.inner.manager().set_upstream(upstream);
+    }
+
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
     }

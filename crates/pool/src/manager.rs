@@ -1,6 +1,9 @@
 //! The deadpool manager: how a pooled session is opened and checked before reuse.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use bytes::BytesMut;
 use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
@@ -10,22 +13,30 @@ use tokio::io::AsyncReadExt;
 
 use crate::{PoolSettings, PooledBackend};
 
-/// Opens sessions with the upstream settings and vets idle ones before reuse.
+/// Opens sessions with the upstream settings and vets idle ones before reuse. The settings can
+/// be replaced while running (a reloaded CA or client certificate); sessions opened before keep
+/// theirs.
 pub struct BackendManager {
-    upstream: UpstreamSettings,
+    upstream: ArcSwap<UpstreamSettings>,
     server_lifetime: Duration,
 }
 
 impl BackendManager {
     pub(crate) fn new(upstream: UpstreamSettings, settings: &PoolSettings) -> BackendManager {
         BackendManager {
-            upstream,
+            upstream: ArcSwap::from_pointee(upstream),
             server_lifetime: settings.server_lifetime,
         }
     }
 
-    pub fn upstream(&self) -> &UpstreamSettings {
-        &self.upstream
+    /// The settings new sessions are opened with.
+    pub fn upstream(&self) -> Arc<UpstreamSettings> {
+        self.upstream.load_full()
+    }
+
+    /// Replaces the settings for sessions opened from now on.
+    pub fn set_upstream(&self, upstream: UpstreamSettings) {
+        self.upstream.store(Arc::new(upstream));
     }
 }
 
@@ -34,7 +45,7 @@ impl Manager for BackendManager {
     type Error = UpstreamError;
 
     async fn create(&self) -> Result<PooledBackend, UpstreamError> {
-        let backend = connect(&self.upstream).await?;
+        let backend = connect(&self.upstream.load()).await?;
         tracing::debug!(
             upstream = %backend.addr,
             pid = backend.process_id,

@@ -10,8 +10,8 @@ use pgcordon_wire::server::{error_response, Severity};
 pub enum ClientError {
     /// Plaintext StartupMessage on a listener that requires mTLS.
     TlsRequired,
-    /// The certificate verified but carries no usable identity.
-    NoIdentity(String),
+    /// The certificate verified but carries no usable identity (why, and a metric label).
+    NoIdentity(String, &'static str),
     /// The client asked for a database that is not configured.
     UnknownDatabase(String),
     /// A startup parameter we do not pass through.
@@ -47,7 +47,7 @@ pub enum ClientError {
 impl ClientError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            ClientError::TlsRequired | ClientError::NoIdentity(_) => "28000",
+            ClientError::TlsRequired | ClientError::NoIdentity(..) => "28000",
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedStartupParameter(_)
             | ClientError::NotSupported(_)
@@ -83,7 +83,7 @@ impl ClientError {
                  (or stronger) and sslcert/sslkey"
                     .into()
             }
-            ClientError::NoIdentity(why) => {
+            ClientError::NoIdentity(why, _) => {
                 format!("client certificate does not carry an acceptable identity: {why}")
             }
             ClientError::UnknownDatabase(db) => format!("database \"{db}\" does not exist"),

@@ -14,8 +14,10 @@ mod errors;
 mod handshake;
 mod inject;
 mod listener;
+mod observe;
 mod params;
 mod prepared;
+mod reload;
 mod responses;
 mod session;
 mod settings;
@@ -23,4 +25,6 @@ mod startup;
 
 pub use errors::ClientError;
 pub use listener::{BoundProxy, Proxy};
+pub use observe::Observability;
+pub use reload::Reloader;
 pub use settings::{LoadError, PoolMode, ProxySettings, SettingsError};

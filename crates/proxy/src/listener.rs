@@ -5,25 +5,44 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use pgcordon_metrics::{PoolStats, TargetMetrics, TargetRole};
 use pgcordon_pool::BackendPool;
 use pgcordon_sql::Guard;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::sync::{OnceCell, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::backend_io::simple_query;
+use crate::observe::Observability;
 use crate::params::{ServerDefaults, UNREPORTED};
 use crate::session;
 use crate::settings::{ProxySettings, SettingsError};
 use crate::ClientError;
+
+/// Where a running proxy is in its life: sessions watch this to drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// Stop accepting; sessions end between transactions.
+    Draining,
+    /// The drain timeout passed: sessions end now, open transactions roll back.
+    Closing,
+}
 
 /// State shared by every client session of one proxy.
 pub(crate) struct Shared {
     pub(crate) settings: ProxySettings,
     pub(crate) pool: BackendPool,
     pub(crate) guard: Guard,
-    pub(crate) acceptor: TlsAcceptor,
+    /// The server TLS configuration; replaced on reload, each handshake takes the current one.
+    pub(crate) tls: ArcSwap<rustls::ServerConfig>,
+    pub(crate) obs: Observability,
+    /// Metrics of the primary target.
+    pub(crate) target: Arc<TargetMetrics>,
+    pub(crate) target_name: Arc<str>,
+    pub(crate) phase: watch::Sender<Phase>,
     pub(crate) cancels: crate::cancel::CancelRegistry,
     defaults: OnceCell<Arc<ServerDefaults>>,
     next_conn_id: AtomicU64,
@@ -67,21 +86,39 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Builds the pool and the guard from `settings`.
+    /// Builds the pool and the guard from `settings`; reports through `obs`.
     ///
     /// # Errors
     /// Invalid pool or guard settings.
-    pub fn new(settings: ProxySettings) -> Result<Proxy, SettingsError> {
+    pub fn new(settings: ProxySettings, obs: Observability) -> Result<Proxy, SettingsError> {
         let pool = BackendPool::new(settings.upstream.clone(), settings.pool.clone())
             .map_err(|e| SettingsError::Pool(e.to_string()))?;
         let guard = Guard::new(&settings.protected_settings)
             .map_err(|e| SettingsError::Guard(e.to_string()))?;
-        let acceptor = TlsAcceptor::from(settings.tls.clone());
+        let target = obs
+            .metrics
+            .target("primary", TargetRole::Primary)
+            .map_err(|e| SettingsError::Pool(e.to_string()))?;
+        let status_pool = pool.clone();
+        obs.metrics.set_pool_source(&target, move || {
+            let s = status_pool.status();
+            PoolStats {
+                idle: s.idle as u64,
+                active: s.size.saturating_sub(s.idle) as u64,
+                max: s.max_size as u64,
+                waiting: s.waiting as u64,
+            }
+        });
+        let tls = ArcSwap::new(settings.tls.clone());
         let shared = Shared {
             settings,
             pool,
             guard,
-            acceptor,
+            tls,
+            obs,
+            target,
+            target_name: Arc::from("primary"),
+            phase: watch::Sender::new(Phase::Running),
             cancels: Default::default(),
             defaults: OnceCell::new(),
             next_conn_id: AtomicU64::new(1),
@@ -137,10 +174,17 @@ impl BoundProxy {
         &self.shared.pool
     }
 
-    /// Accepts clients until `shutdown` completes, then stops accepting. Sessions already running
-    /// continue on their own tasks.
+    /// A handle that reloads TLS material while the proxy runs.
+    pub fn reloader(&self) -> crate::reload::Reloader {
+        crate::reload::Reloader::new(self.shared.clone())
+    }
+
+    /// Accepts clients until `shutdown` completes, then drains: no new connections, readiness
+    /// off, sessions end between transactions; after `drain_timeout` the remaining sessions are
+    /// ended (their open transactions roll back). Returns when every session has ended.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let limit = Arc::new(Semaphore::new(self.shared.settings.max_client_connections));
+        let max = self.shared.settings.max_client_connections;
+        let limit = Arc::new(Semaphore::new(max));
         let maintenance = self
             .shared
             .pool
@@ -154,10 +198,38 @@ impl BoundProxy {
         for addr in &self.shared.settings.listen {
             tracing::info!(%addr, "listening");
         }
+        self.shared.obs.readiness.set_listeners_bound(true);
         shutdown.await;
+
         accepts.abort_all();
+        self.shared.obs.readiness.start_draining();
+        let _ = self.shared.phase.send(Phase::Draining);
+        let sessions = |l: &Semaphore| max - l.available_permits();
+        tracing::info!(sessions = sessions(&limit), "draining: no new connections");
+        let drain = self.shared.settings.drain_timeout;
+        let drained = tokio::time::timeout(drain, wait_for_sessions(&limit, max)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                sessions = sessions(&limit),
+                ?drain,
+                "drain timeout passed; ending the remaining sessions"
+            );
+            let _ = self.shared.phase.send(Phase::Closing);
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                wait_for_sessions(&limit, max),
+            )
+            .await;
+        }
         maintenance.abort();
-        tracing::info!("stopped accepting connections");
+        self.shared.pool.close();
+        tracing::info!("stopped");
+    }
+}
+
+async fn wait_for_sessions(limit: &Semaphore, max: usize) {
+    while limit.available_permits() < max {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -192,14 +264,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
         let shared = shared.clone();
         tokio::spawn(
             async move {
-                serve(tcp, peer, shared).await;
+                session::serve(tcp, peer, &shared, conn_id).await;
                 drop(permit);
             }
             .instrument(span),
         );
     }
-}
-
-async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    session::serve(tcp, peer, &shared).await;
 }

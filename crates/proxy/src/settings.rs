@@ -34,6 +34,12 @@ pub struct ProxySettings {
     pub max_client_connections: usize,
     pub upstream: UpstreamSettings,
     pub pool: PoolSettings,
+    /// How long in-flight transactions may run after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// The server TLS files, read again on reload.
+    pub tls_files: pgcordon_tls::ServerTlsSettings,
+    /// The upstream TLS files, read again on reload.
+    pub upstream_tls_files: pgcordon_tls::UpstreamTlsSettings,
 }
 
 /// Why settings could not be turned into a running proxy.
@@ -69,12 +75,13 @@ impl ProxySettings {
     pub fn from_config(cfg: &pgcordon_config::Config) -> Result<ProxySettings, LoadError> {
         use pgcordon_config as c;
 
-        let tls = pgcordon_tls::server_config(&pgcordon_tls::ServerTlsSettings {
+        let tls_files = pgcordon_tls::ServerTlsSettings {
             cert: cfg.tls.cert.clone(),
             key: cfg.tls.key.clone(),
             client_ca: cfg.tls.client_ca.clone(),
             crls: cfg.tls.crl.clone(),
-        })?;
+        };
+        let tls = pgcordon_tls::server_config(&tls_files)?;
 
         let source = match &cfg.identity.from {
             c::IdentitySource::SubjectCn => pgcordon_tls::IdentitySource::SubjectCn,
@@ -88,17 +95,17 @@ impl ProxySettings {
             .map_err(LoadError::Identity)?;
 
         let up = &cfg.upstream;
+        let upstream_tls_files = pgcordon_tls::UpstreamTlsSettings {
+            ca: up.tls.ca.clone(),
+            server_name: up.tls.server_name.clone(),
+            client_cert: up
+                .tls
+                .client_cert
+                .as_ref()
+                .map(|c| (c.cert.clone(), c.key.clone())),
+        };
         let (client_tls, server_name) =
-            pgcordon_tls::upstream_config(&pgcordon_tls::UpstreamTlsSettings {
-                ca: up.tls.ca.clone(),
-                server_name: up.tls.server_name.clone(),
-                client_cert: up
-                    .tls
-                    .client_cert
-                    .as_ref()
-                    .map(|c| (c.cert.clone(), c.key.clone())),
-            })
-            .map_err(LoadError::UpstreamTls)?;
+            pgcordon_tls::upstream_config(&upstream_tls_files).map_err(LoadError::UpstreamTls)?;
         let password = match &up.password {
             c::PasswordSource::File(path) => pgcordon_upstream::PasswordSource::File(path.clone()),
             c::PasswordSource::Env { variable, .. } => {
@@ -147,6 +154,9 @@ impl ProxySettings {
                 server_lifetime: cfg.pool.server_lifetime,
                 idle_timeout: cfg.pool.idle_timeout,
             },
+            drain_timeout: cfg.shutdown.drain_timeout,
+            tls_files,
+            upstream_tls_files,
         })
     }
 }

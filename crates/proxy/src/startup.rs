@@ -18,6 +18,9 @@ const IGNORED: &[&str] = &["user", "database"];
 /// A client that passed startup.
 pub struct ClientContext {
     pub identity: Arc<str>,
+    /// The certificate's serial (hex) and SHA-256 fingerprint, for the audit trail.
+    pub serial: String,
+    pub fingerprint: String,
     /// The proxy-issued cancel key sent to the client, and where its cancels go.
     pub cancel_key: (i32, i32),
     pub cancel_slot: Arc<crate::cancel::CancelSlot>,
@@ -74,9 +77,9 @@ pub async fn accept_client(
         return Err(ClientError::UnknownDatabase(database.to_owned()));
     }
 
-    let leaf = leaf.ok_or_else(|| ClientError::NoIdentity("no certificate".into()))?;
+    let leaf = leaf.ok_or_else(|| ClientError::NoIdentity("no certificate".into(), "invalid"))?;
     let peer = pgcordon_tls::extract_identity(leaf, &shared.settings.identity)
-        .map_err(|e| ClientError::NoIdentity(e.to_string()))?;
+        .map_err(|e| ClientError::NoIdentity(e.to_string(), e.reason()))?;
 
     let defaults = shared.defaults().await?;
     let mut desired = defaults.tracked();
@@ -109,6 +112,8 @@ pub async fn accept_client(
     let identity = Arc::from(peer.identity.as_str());
     Ok(ClientContext {
         identity,
+        serial: peer.serial_hex,
+        fingerprint: peer.fingerprint_sha256,
         desired,
         cancel_key,
         cancel_slot,

@@ -14,6 +14,15 @@ use x509_parser::error::X509Error;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// A certificate's or CRL's dates could not be read.
+    #[error("cannot read validity dates from {path}: {detail}")]
+    Dates {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// The file could not be read at all (missing, unreadable, a directory, ...).
     #[error("cannot read {}", path.display())]
     Read {
@@ -214,4 +223,16 @@ pub enum IdentityError {
         /// The source that was searched.
         searched: String,
     },
+}
+
+impl IdentityError {
+    /// A short stable label for metrics: `no_match`, `ambiguous`, `invalid` or `unparsable`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IdentityError::NoMatch { .. } => "no_match",
+            IdentityError::Ambiguous { .. } => "ambiguous",
+            IdentityError::Certificate(_) => "unparsable",
+            _ => "invalid",
+        }
+    }
 }

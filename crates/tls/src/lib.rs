@@ -19,6 +19,7 @@
 //! compiled into the binary, rustls' implicit default would panic.
 
 mod channel_binding;
+mod dates;
 mod error;
 mod handshake;
 mod identity;
@@ -32,6 +33,7 @@ mod testpki;
 use std::sync::Arc;
 
 pub use channel_binding::tls_server_end_point;
+pub use dates::{crl_next_update, earliest_expiry};
 pub use error::{IdentityError, TlsError};
 pub use handshake::{classify_handshake_error, HandshakeFailure};
 pub use identity::{

@@ -31,6 +31,8 @@ pub(super) struct Attached {
     pub(super) unsynced: bool,
     /// Transaction status of the last ReadyForQuery.
     pub(super) status: u8,
+    /// The transaction in progress, from its first message to the idle ReadyForQuery.
+    pub(super) tx: Option<super::TxStats>,
 }
 
 impl Attached {
@@ -41,6 +43,7 @@ impl Attached {
             queue: ResponseQueue::default(),
             unsynced: false,
             status: b'I',
+            tx: None,
         }
     }
 

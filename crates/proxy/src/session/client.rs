@@ -1,16 +1,22 @@
 //! What the client sends: framing, the statement guard, prepared statement names, refusals, and
 //! attaching a backend session when a transaction starts.
 
+use std::borrow::Cow;
+use std::time::Instant;
+
 use bytes::Bytes;
-use pgcordon_pool::AcquireError;
+use pgcordon_audit::StatementRefused;
+use pgcordon_metrics::ClientState;
+use pgcordon_pool::{AcquireError, Checkout};
 use pgcordon_sql::Verdict;
 use pgcordon_wire::server::{self, TxStatus};
 use pgcordon_wire::{decode_frame, inspect, FrameError, RawMessage};
 
 use super::attached::{may_deallocate, named_statement, Attached};
-use super::{End, Session};
+use super::{End, Session, TxStats};
 use crate::errors::ClientError;
 use crate::inject::raising_sql;
+use crate::observe::{statement_refusal, upstream_failure};
 use crate::params::UNREPORTED;
 use crate::prepared::{self, empty_message};
 use crate::responses::Request;
@@ -52,7 +58,11 @@ impl Session<'_> {
                 }
                 b'S' => self.sync_or_ready(msg).await?,
                 b'H' | b'd' | b'c' | b'f' if self.backend.is_none() => {}
-                b'E' | b'H' | b'd' | b'c' | b'f' => self.forward(msg).await?,
+                b'E' => {
+                    self.shared.target.queries.inc();
+                    self.forward(msg).await?
+                }
+                b'H' | b'd' | b'c' | b'f' => self.forward(msg).await?,
                 other => {
                     let detail = format!("unexpected message type {:?}", other as char);
                     return Err(End::Fatal(ClientError::Protocol(detail)));
@@ -191,6 +201,13 @@ impl Session<'_> {
 
     /// Applies the statement guard; a refused statement is answered and `false` returned.
     async fn guard_allows(&mut self, msg: &RawMessage, text: &[u8]) -> Result<bool, End> {
+        if msg.tag == b'Q' {
+            self.shared.target.queries.inc();
+        }
+        let audit = &self.shared.obs.audit;
+        if audit.statements_enabled() {
+            audit.statement(self.conn_id, &self.identity, text);
+        }
         let sql = String::from_utf8_lossy(text);
         match self.shared.guard.check(&sql) {
             Verdict::Allow => Ok(true),
@@ -203,6 +220,15 @@ impl Session<'_> {
                     reason = refusal.reason.as_str(),
                     "statement refused by the guard"
                 );
+                self.shared
+                    .obs
+                    .metrics
+                    .statement_refused(statement_refusal(refusal.reason));
+                self.shared.obs.audit.statement_refused(StatementRefused {
+                    conn: self.conn_id,
+                    identity: self.identity.clone(),
+                    reason: Cow::Borrowed(refusal.reason.as_str()),
+                });
                 self.refuse(msg.clone(), ClientError::Guard(refusal.message))
                     .await?;
                 Ok(false)
@@ -277,21 +303,9 @@ impl Session<'_> {
     /// the identity and parameters are checked and, where they differ, injected first.
     async fn backend_for_transaction(&mut self) -> Result<&mut Attached, ClientError> {
         if self.backend.is_none() {
-            let checkout = self.shared.pool.acquire().await.map_err(|e| match e {
-                AcquireError::Timeout(after) => {
-                    tracing::warn!(?after, "pool exhausted: no backend became free in time");
-                    ClientError::PoolTimeout
-                }
-                AcquireError::Upstream(e) => {
-                    tracing::error!(error = %e, "cannot open an upstream session");
-                    ClientError::UpstreamUnavailable
-                }
-                AcquireError::Closed => ClientError::Shutdown,
-            })?;
-            self.cancel_slot.set(Some((
-                checkout.backend.process_id,
-                checkout.backend.secret_key,
-            )));
+            let checkout = self.acquire().await?;
+            let key = (checkout.backend.process_id, checkout.backend.secret_key);
+            self.cancel_slot.set(Some(key));
             self.backend = Some(Attached::new(checkout));
         }
         let protected = &self.shared.settings.protected_settings;
@@ -300,7 +314,43 @@ impl Session<'_> {
         };
         if b.at_transaction_start() {
             b.apply_identity(&self.identity, &self.desired, protected);
+            b.tx = Some(TxStats::new(b.checkout.backend.process_id));
         }
         Ok(b)
+    }
+
+    /// Takes a backend session from the pool, counting the wait and any upstream failure.
+    async fn acquire(&mut self) -> Result<Checkout, ClientError> {
+        let target = &self.shared.target;
+        let readiness = &self.shared.obs.readiness;
+        self.gauge.set(ClientState::Waiting);
+        let started = Instant::now();
+        let acquired = self.shared.pool.acquire().await;
+        let waited = started.elapsed();
+        self.acquire_wait += waited;
+        target.acquire_wait_seconds.observe(waited.as_secs_f64());
+        match acquired {
+            Ok(checkout) => {
+                self.gauge.set(ClientState::Active);
+                readiness.set_primary_reachable(true);
+                Ok(checkout)
+            }
+            Err(e) => {
+                self.gauge.set(ClientState::Idle);
+                Err(match e {
+                    AcquireError::Timeout(after) => {
+                        tracing::warn!(?after, "pool exhausted: no backend became free in time");
+                        ClientError::PoolTimeout
+                    }
+                    AcquireError::Upstream(e) => {
+                        tracing::error!(error = %e, "cannot open an upstream session");
+                        upstream_failure(target, &e);
+                        readiness.set_primary_reachable(false);
+                        ClientError::UpstreamUnavailable
+                    }
+                    AcquireError::Closed => ClientError::Shutdown,
+                })
+            }
+        }
     }
 }

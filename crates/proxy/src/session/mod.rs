@@ -9,9 +9,11 @@
 
 mod attached;
 mod client;
+mod serve;
+
+pub(crate) use serve::serve;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
@@ -24,100 +26,18 @@ use tokio_rustls::server::TlsStream;
 use crate::backend_io::{record_parameter, simple_query, write_draining, MAX_BACKEND_MESSAGE};
 use crate::cancel::CancelSlot;
 use crate::errors::ClientError;
-use crate::handshake::{establish, Established, HandshakeError};
 use crate::listener::Shared;
 use crate::params::{canonical_value, tracked_name, UNREPORTED};
 use crate::prepared::{empty_message, ClientStatements};
 use crate::responses::{Action, Effects};
 use crate::settings::PoolMode;
-use crate::startup::accept_client;
 
+use crate::listener::Phase;
 use attached::Attached;
-
-/// Serves one accepted TCP connection to its end.
-pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let settings = &shared.settings;
-    let handshake =
-        tokio::time::timeout(settings.handshake_timeout, establish(tcp, &shared.acceptor));
-    let established = match handshake.await {
-        Ok(Ok(established)) => established,
-        Ok(Err(HandshakeError::Cancel {
-            process_id,
-            secret_key,
-        })) => {
-            return crate::cancel::forward(shared, process_id, &secret_key).await;
-        }
-        Ok(Err(e)) => return log_handshake_failure(peer, &e),
-        Err(_) => {
-            tracing::warn!(client.addr = %peer, reason = "timeout", "TLS handshake timed out");
-            return;
-        }
-    };
-    let Established {
-        mut stream,
-        minor,
-        params,
-        leftover,
-        ..
-    } = established;
-
-    let leaf = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|c| c.as_ref().to_vec());
-    let mut out = BytesMut::with_capacity(1024);
-    let accepted = tokio::time::timeout(
-        settings.startup_timeout,
-        accept_client(shared, minor, &params, leaf.as_deref(), &mut out),
-    )
-    .await
-    .unwrap_or(Err(ClientError::Protocol("startup timed out".into())));
-    let ctx = match accepted {
-        Ok(ctx) => ctx,
-        Err(err) => {
-            tracing::warn!(client.addr = %peer, code = err.sqlstate(), reason = %err.message(),
-                "client refused at startup");
-            out.clear();
-            err.write_fatal(&mut out);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
-            return;
-        }
-    };
-    tracing::Span::current().record("identity", &*ctx.identity);
-    tracing::Span::current().record("db", settings.client_database.as_str());
-    tracing::debug!("client authenticated");
-    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
-        return;
-    }
-
-    let mut session = Session {
-        shared,
-        client: stream,
-        client_in: leftover,
-        client_out: BytesMut::with_capacity(16 * 1024),
-        identity: ctx.identity,
-        desired: ctx.desired,
-        backend: None,
-        skip_until_sync: false,
-        statements: ClientStatements::default(),
-        resets_identity: false,
-        cancel_slot: ctx.cancel_slot,
-    };
-    let end = session.run().await;
-    session.finish(end).await;
-    shared.cancels.unregister(ctx.cancel_key);
-}
-
-fn log_handshake_failure(peer: SocketAddr, e: &HandshakeError) {
-    match e {
-        HandshakeError::Closed => tracing::debug!(client.addr = %peer, "closed before TLS"),
-        _ => tracing::warn!(client.addr = %peer, reason = e.reason(), error = %e,
-            "connection refused"),
-    }
-}
+use pgcordon_audit::{TransactionEnded, TransactionOutcome};
+use pgcordon_metrics::{ClientConnection, ClientState};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -149,11 +69,65 @@ struct Session<'a> {
     resets_identity: bool,
     /// Where this client's cancel requests go: the backend attached now, if any.
     cancel_slot: Arc<CancelSlot>,
+    conn_id: u64,
+    /// This connection in the client connections gauge, by state.
+    gauge: ClientConnection,
+    /// The proxy's phase: a drain ends the session between transactions.
+    phase: watch::Receiver<Phase>,
+    stats: ConnStats,
+    /// Time spent waiting for the pool in the current loop iteration (not pgcordon's overhead).
+    acquire_wait: Duration,
+    /// A transaction that ended in this loop iteration, recorded once the reply is written.
+    ended_tx: Option<TxStats>,
+}
+
+/// Totals of one client connection, for the closing audit record.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConnStats {
+    pub(crate) transactions: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+/// One transaction in progress on the attached backend.
+#[derive(Debug)]
+pub(crate) struct TxStats {
+    started: Instant,
+    /// Time pgcordon spent processing this transaction's messages (framing, checks, rewriting,
+    /// encryption and writes), excluding waits for the pool, the client and the server.
+    overhead: Duration,
+    failed: bool,
+    rolled_back: bool,
+    backend_pid: i32,
+}
+
+impl TxStats {
+    pub(crate) fn new(backend_pid: i32) -> TxStats {
+        TxStats {
+            started: Instant::now(),
+            overhead: Duration::ZERO,
+            failed: false,
+            rolled_back: false,
+            backend_pid,
+        }
+    }
+
+    fn outcome(&self) -> TransactionOutcome {
+        if self.failed {
+            TransactionOutcome::Failed
+        } else if self.rolled_back {
+            TransactionOutcome::RolledBack
+        } else {
+            TransactionOutcome::Committed
+        }
+    }
 }
 
 impl Session<'_> {
     async fn run(&mut self) -> End {
         loop {
+            let iteration = Instant::now();
+            self.acquire_wait = Duration::ZERO;
             if let Err(end) = self.handle_client_messages().await {
                 return end;
             }
@@ -166,9 +140,38 @@ impl Session<'_> {
             if let Err(end) = self.flush_client().await {
                 return end;
             }
+            let spent = iteration.elapsed().saturating_sub(self.acquire_wait);
+            if let Some(tx) = self.backend.as_mut().and_then(|b| b.tx.as_mut()) {
+                tx.overhead += spent;
+            }
+            if let Some(mut ended) = self.ended_tx.take() {
+                ended.overhead += spent;
+                self.record_transaction(ended, None);
+            }
             if let Err(end) = self.wait_for_input().await {
                 return end;
             }
+        }
+    }
+
+    /// Counts a finished transaction and writes its audit record.
+    fn record_transaction(&mut self, tx: TxStats, outcome: Option<TransactionOutcome>) {
+        self.stats.transactions += 1;
+        let target = &self.shared.target;
+        target.transactions.inc();
+        target
+            .transaction_overhead_seconds
+            .observe(tx.overhead.as_secs_f64());
+        let audit = &self.shared.obs.audit;
+        if audit.transactions_enabled() {
+            audit.transaction(TransactionEnded {
+                conn: self.conn_id,
+                identity: self.identity.clone(),
+                target: self.shared.target_name.clone(),
+                backend_pid: tx.backend_pid,
+                duration: tx.started.elapsed(),
+                outcome: outcome.unwrap_or_else(|| tx.outcome()),
+            });
         }
     }
 
@@ -217,6 +220,14 @@ impl Session<'_> {
                             .unwrap_or_else(|| "server ended the session".into());
                         return Err(End::BackendLost(why));
                     }
+                    if let Some(tx) = b.tx.as_mut() {
+                        tx.failed |= action == Action::Forward;
+                    }
+                }
+                b'C' if msg.body().starts_with(b"ROLLBACK") => {
+                    if let Some(tx) = b.tx.as_mut() {
+                        tx.rolled_back = true;
+                    }
                 }
                 _ => {}
             }
@@ -235,7 +246,13 @@ impl Session<'_> {
         }
         b.queue.drain_synthesized(&mut effects);
         emit_effects(&mut effects, &mut self.client_out, b);
-        if self.shared.settings.pool_mode == PoolMode::Transaction && b.is_quiescent() {
+        if !b.is_quiescent() {
+            return Ok(());
+        }
+        if let Some(tx) = b.tx.take() {
+            self.ended_tx = Some(tx);
+        }
+        if self.shared.settings.pool_mode == PoolMode::Transaction {
             if let Some(b) = self.backend.take() {
                 self.give_back(b);
             }
@@ -245,7 +262,8 @@ impl Session<'_> {
 
     /// Returns an idle backend session to the pool, once no cancel of this client can still
     /// reach it.
-    fn give_back(&self, b: Attached) {
+    fn give_back(&mut self, b: Attached) {
+        self.gauge.set(ClientState::Idle);
         if self.cancel_slot.clear() {
             let slot = self.cancel_slot.clone();
             tokio::spawn(async move {
@@ -263,40 +281,62 @@ impl Session<'_> {
         if written.is_err() || self.client.flush().await.is_err() {
             return Err(End::ClientGone);
         }
+        let n = self.client_out.len() as u64;
+        self.shared.obs.metrics.client_sent_bytes.inc_by(n);
+        self.stats.bytes_out += n;
         self.client_out.clear();
         Ok(())
     }
 
+    /// Waits for bytes from the client or the backend, or for the proxy to drain.
     async fn wait_for_input(&mut self) -> Result<(), End> {
+        let between_transactions = self.backend.as_ref().is_none_or(Attached::is_quiescent);
+        match *self.phase.borrow() {
+            Phase::Running => {}
+            Phase::Draining if !between_transactions => {}
+            _ => return Err(End::Fatal(ClientError::Shutdown)),
+        }
         let Session {
             client,
             client_in,
             backend,
+            phase,
             ..
         } = self;
-        let Some(b) = backend.as_mut() else {
-            return match client.read_buf(client_in).await {
-                Ok(0) | Err(_) => Err(End::ClientGone),
-                Ok(_) => Ok(()),
-            };
+        let read = match backend.as_mut() {
+            None => tokio::select! {
+                read = client.read_buf(client_in) => Input::Client(read),
+                _ = phase.changed() => Input::Phase,
+            },
+            Some(b) => {
+                let backend = &mut b.checkout.backend;
+                tokio::select! {
+                    read = client.read_buf(client_in) => Input::Client(read),
+                    read = backend.stream.read_buf(&mut backend.read_buf) => Input::Backend(read),
+                    _ = phase.changed() => Input::Phase,
+                }
+            }
         };
-        let backend = &mut b.checkout.backend;
-        tokio::select! {
-            read = client.read_buf(client_in) => match read {
-                Ok(0) | Err(_) => Err(End::ClientGone),
-                Ok(_) => Ok(()),
-            },
-            read = backend.stream.read_buf(&mut backend.read_buf) => match read {
-                Ok(0) => Err(End::BackendLost("server closed the connection".into())),
-                Err(e) => Err(End::BackendLost(format!("read failed: {e}"))),
-                Ok(_) => Ok(()),
-            },
+        match read {
+            Input::Client(Ok(0) | Err(_)) => Err(End::ClientGone),
+            Input::Client(Ok(n)) => {
+                self.shared
+                    .obs
+                    .metrics
+                    .client_received_bytes
+                    .inc_by(n as u64);
+                self.stats.bytes_in += n as u64;
+                Ok(())
+            }
+            Input::Backend(Ok(0)) => Err(End::BackendLost("server closed the connection".into())),
+            Input::Backend(Err(e)) => Err(End::BackendLost(format!("read failed: {e}"))),
+            Input::Backend(Ok(_)) | Input::Phase => Ok(()),
         }
     }
 
     // ---- the end ----------------------------------------------------------------------------
 
-    async fn finish(mut self, end: End) {
+    async fn finish(mut self, end: End) -> ConnStats {
         let error = match end {
             End::ClientGone => None,
             End::Terminated => {
@@ -306,12 +346,18 @@ impl Session<'_> {
             End::Fatal(err) => Some(err),
             End::BackendLost(detail) => {
                 tracing::warn!(detail = %detail, "backend session lost while serving the client");
-                if let Some(b) = self.backend.take() {
+                if let Some(mut b) = self.backend.take() {
+                    if let Some(tx) = b.tx.take() {
+                        self.record_transaction(tx, Some(TransactionOutcome::Interrupted));
+                    }
                     BackendPool::discard(b.checkout);
                 }
                 Some(ClientError::UpstreamLost(detail))
             }
         };
+        if let Some(tx) = self.backend.as_mut().and_then(|b| b.tx.take()) {
+            self.record_transaction(tx, Some(TransactionOutcome::Interrupted));
+        }
         if let Some(b) = self.backend.take() {
             self.cancel_slot.clear();
             let slot = self.cancel_slot.clone();
@@ -328,6 +374,7 @@ impl Session<'_> {
         }
         let _ = self.client.shutdown().await;
         tracing::debug!("client session closed");
+        self.stats
     }
 
     /// Sends what the client queued before Terminate and waits for the server to answer it, as
@@ -366,6 +413,13 @@ impl Session<'_> {
             tracing::warn!("statements sent before Terminate did not complete in time");
         }
     }
+}
+
+/// What woke a waiting session.
+enum Input {
+    Client(std::io::Result<usize>),
+    Backend(std::io::Result<usize>),
+    Phase,
 }
 
 /// How long a terminating client's last statements may take to complete before the backend
