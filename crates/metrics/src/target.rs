@@ -6,8 +6,8 @@
 //! rule below refuses anything that looks like one, so the `target` label stays bounded and
 //! leaks no topology. It does not own the pool gauges read at scrape time (`scrape`).
 
+use prometheus::{Gauge, GaugeVec, IntGaugeVec, Opts};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
-use prometheus::{IntGaugeVec, Opts};
 
 use crate::error::MetricsError;
 use crate::labels::{TargetRole, UpstreamAuthFailure, UpstreamConnectFailure};
@@ -42,6 +42,9 @@ pub(crate) struct TargetFamilies {
     connect_failures: IntCounterVec,
     auth_failures: IntCounterVec,
     replica_healthy: IntGaugeVec,
+    routed: IntCounterVec,
+    replica_lag_bytes: IntGaugeVec,
+    replica_lag_seconds: GaugeVec,
 }
 
 impl TargetFamilies {
@@ -61,7 +64,7 @@ impl TargetFamilies {
             ))?,
             queries: r.add(counter(
                 "pgcordon_queries_total",
-                "Client statements (Query and Parse messages) forwarded, by backend target.",
+                "Client statements (simple Query and extended Execute messages) forwarded, by backend target.",
                 &["target"],
             ))?,
             acquire_wait: r.add(histogram(
@@ -91,6 +94,26 @@ impl TargetFamilies {
                 ),
                 &["target"],
             ))?,
+            routed: r.add(counter(
+                "pgcordon_routed_transactions_total",
+                "Transactions by the target chosen for them and why: read (a replica), write (the \
+                 primary), fallback (a read the primary served because no replica could).",
+                &["target", "kind"],
+            ))?,
+            replica_lag_bytes: r.add(IntGaugeVec::new(
+                Opts::new(
+                    "pgcordon_replica_lag_bytes",
+                    "WAL bytes the replica's replay is behind the primary, at the last check.",
+                ),
+                &["target"],
+            ))?,
+            replica_lag_seconds: r.add(GaugeVec::new(
+                Opts::new(
+                    "pgcordon_replica_lag_seconds",
+                    "Seconds the replica's replay is behind the primary, at the last check.",
+                ),
+                &["target"],
+            ))?,
         })
     }
 
@@ -108,7 +131,13 @@ impl TargetFamilies {
         // A replica starts out of rotation: it joins once its first health check passes.
         let replica_healthy =
             (role == TargetRole::Replica).then(|| self.replica_healthy.with_label_values(&one));
+        let replica = role == TargetRole::Replica;
         TargetMetrics {
+            routed_reads: self.routed.with_label_values(&[name, "read"]),
+            routed_writes: self.routed.with_label_values(&[name, "write"]),
+            routing_fallbacks: self.routed.with_label_values(&[name, "fallback"]),
+            replica_lag_bytes: replica.then(|| self.replica_lag_bytes.with_label_values(&one)),
+            replica_lag_seconds: replica.then(|| self.replica_lag_seconds.with_label_values(&one)),
             name: name.to_owned(),
             role,
             transactions: self.transactions.with_label_values(&one),
@@ -135,9 +164,17 @@ pub struct TargetMetrics {
     pub acquire_wait_seconds: Histogram,
     /// `pgcordon_transaction_overhead_seconds{target}`: observe once per transaction.
     pub transaction_overhead_seconds: Histogram,
+    /// `pgcordon_routed_transactions_total{target, kind="read"}`: a read routed to this target.
+    pub routed_reads: IntCounter,
+    /// `...{kind="write"}`: a transaction sent to this (primary) target as a write.
+    pub routed_writes: IntCounter,
+    /// `...{kind="fallback"}`: a read this (primary) target served because no replica could.
+    pub routing_fallbacks: IntCounter,
     connect_failures: Vec<IntCounter>,
     auth_failures: Vec<IntCounter>,
     replica_healthy: Option<IntGauge>,
+    replica_lag_bytes: Option<IntGauge>,
+    replica_lag_seconds: Option<Gauge>,
 }
 
 impl TargetMetrics {
@@ -165,6 +202,16 @@ impl TargetMetrics {
     pub fn set_healthy(&self, healthy: bool) {
         if let Some(gauge) = &self.replica_healthy {
             gauge.set(i64::from(healthy));
+        }
+    }
+
+    /// Sets the replica lag gauges; ignored for the primary.
+    pub fn set_lag(&self, bytes: u64, seconds: f64) {
+        if let Some(gauge) = &self.replica_lag_bytes {
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Some(gauge) = &self.replica_lag_seconds {
+            gauge.set(seconds);
         }
     }
 }

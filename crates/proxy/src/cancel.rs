@@ -14,8 +14,9 @@ use tokio::sync::Notify;
 
 use crate::listener::Shared;
 
-/// The process id and secret key of a backend session, as the server issued them.
-pub type BackendKey = (i32, i32);
+/// The process id and secret key of a backend session, as the server issued them, and the
+/// index of the target it belongs to (0 is the primary).
+pub type BackendKey = (i32, i32, usize);
 
 #[derive(Default)]
 struct SlotState {
@@ -121,12 +122,12 @@ pub async fn forward(shared: &Shared, process_id: i32, secret_key: &[u8]) {
         tracing::debug!("cancel request matches no client; dropped");
         return;
     };
-    let Some((backend_pid, backend_key)) = slot.begin() else {
+    let Some((backend_pid, backend_key, target)) = slot.begin() else {
         tracing::debug!("cancel request for a client with no statement running; dropped");
         return;
     };
-    let result =
-        pgcordon_upstream::cancel(&shared.settings.upstream, backend_pid, backend_key).await;
+    let upstream = shared.target_pool(target).upstream();
+    let result = pgcordon_upstream::cancel(&upstream, backend_pid, backend_key).await;
     slot.end();
     match result {
         Ok(()) => tracing::debug!(backend.pid = backend_pid, "cancel request forwarded"),
@@ -161,8 +162,8 @@ mod tests {
         assert!(registry.lookup(k1.0, &[1, 2, 3]).is_none());
 
         assert_eq!(slot.begin(), None, "nothing running: nothing to cancel");
-        slot.set(Some((42, 7)));
-        assert_eq!(slot.begin(), Some((42, 7)));
+        slot.set(Some((42, 7, 0)));
+        assert_eq!(slot.begin(), Some((42, 7, 0)));
         assert!(slot.clear(), "a cancel is in flight");
         let waiter = {
             let slot = slot.clone();

@@ -17,9 +17,11 @@ use tracing::Instrument;
 use crate::backend_io::simple_query;
 use crate::observe::Observability;
 use crate::params::{ServerDefaults, UNREPORTED};
+use crate::route::Router;
 use crate::session;
 use crate::settings::{ProxySettings, SettingsError};
 use crate::ClientError;
+use pgcordon_routing::{TargetSpec, Targets};
 
 /// Where a running proxy is in its life: sessions watch this to drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +36,16 @@ pub(crate) enum Phase {
 /// State shared by every client session of one proxy.
 pub(crate) struct Shared {
     pub(crate) settings: ProxySettings,
-    pub(crate) pool: BackendPool,
+    /// The primary and replicas, their pools and health, and the routing decision.
+    pub(crate) router: Router,
+    /// Metrics of each target, by target index (0 is the primary).
+    pub(crate) target_metrics: Vec<Arc<TargetMetrics>>,
     pub(crate) guard: Guard,
     /// The server TLS configuration; replaced on reload, each handshake takes the current one.
     pub(crate) tls: ArcSwap<rustls::ServerConfig>,
     pub(crate) obs: Observability,
-    /// Metrics of the primary target.
-    pub(crate) target: Arc<TargetMetrics>,
-    pub(crate) target_name: Arc<str>,
+    /// Target names for the audit trail, by target index.
+    pub(crate) target_names: Vec<Arc<str>>,
     pub(crate) phase: watch::Sender<Phase>,
     pub(crate) cancels: crate::cancel::CancelRegistry,
     defaults: OnceCell<Arc<ServerDefaults>>,
@@ -49,11 +53,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The primary's pool.
+    pub(crate) fn pool(&self) -> &BackendPool {
+        self.router.targets.primary().pool()
+    }
+
+    /// The pool of target `index` (0 is the primary).
+    pub(crate) fn target_pool(&self, index: usize) -> &BackendPool {
+        match index
+            .checked_sub(1)
+            .and_then(|i| self.router.targets.replicas().get(i))
+        {
+            Some(replica) => replica.pool(),
+            None => self.pool(),
+        }
+    }
+
     /// What a fresh backend session reports, learned once from a pooled session.
     pub(crate) async fn defaults(&self) -> Result<Arc<ServerDefaults>, ClientError> {
         self.defaults
             .get_or_try_init(|| async {
-                let mut checkout = self.pool.acquire().await.map_err(|e| {
+                let mut checkout = self.pool().acquire().await.map_err(|e| {
                     tracing::error!(error = %e, "cannot reach the upstream database");
                     ClientError::UpstreamUnavailable
                 })?;
@@ -91,33 +111,64 @@ impl Proxy {
     /// # Errors
     /// Invalid pool or guard settings.
     pub fn new(settings: ProxySettings, obs: Observability) -> Result<Proxy, SettingsError> {
-        let pool = BackendPool::new(settings.upstream.clone(), settings.pool.clone())
-            .map_err(|e| SettingsError::Pool(e.to_string()))?;
         let guard = Guard::new(&settings.protected_settings)
             .map_err(|e| SettingsError::Guard(e.to_string()))?;
-        let target = obs
-            .metrics
-            .target("primary", TargetRole::Primary)
+        let primary = TargetSpec {
+            name: "primary".into(),
+            upstream: settings.upstream.clone(),
+            pool: settings.pool.clone(),
+        };
+        let replicas = settings
+            .replicas
+            .iter()
+            .map(|r| TargetSpec {
+                name: r.name.clone(),
+                upstream: r.upstream.clone(),
+                pool: settings.pool.clone(),
+            })
+            .collect();
+        let targets = Targets::new(primary, replicas, settings.routing_checks.clone())
             .map_err(|e| SettingsError::Pool(e.to_string()))?;
-        let status_pool = pool.clone();
-        obs.metrics.set_pool_source(&target, move || {
-            let s = status_pool.status();
-            PoolStats {
-                idle: s.idle as u64,
-                active: s.size.saturating_sub(s.idle) as u64,
-                max: s.max_size as u64,
-                waiting: s.waiting as u64,
-            }
-        });
+        let mut target_metrics = Vec::new();
+        for (i, t) in std::iter::once(targets.primary())
+            .chain(targets.replicas())
+            .enumerate()
+        {
+            let role = if i == 0 {
+                TargetRole::Primary
+            } else {
+                TargetRole::Replica
+            };
+            let m = obs
+                .metrics
+                .target(t.name(), role)
+                .map_err(|e| SettingsError::Pool(e.to_string()))?;
+            let status_pool = t.pool().clone();
+            obs.metrics.set_pool_source(&m, move || {
+                let s = status_pool.status();
+                PoolStats {
+                    idle: s.idle as u64,
+                    active: s.size.saturating_sub(s.idle) as u64,
+                    max: s.max_size as u64,
+                    waiting: s.waiting as u64,
+                }
+            });
+            target_metrics.push(m);
+        }
+        let target_names = std::iter::once(targets.primary())
+            .chain(targets.replicas())
+            .map(|t| Arc::from(t.name()))
+            .collect();
+        let router = Router::new(targets, settings.routing.clone());
         let tls = ArcSwap::new(settings.tls.clone());
         let shared = Shared {
             settings,
-            pool,
+            router,
+            target_metrics,
             guard,
             tls,
             obs,
-            target,
-            target_name: Arc::from("primary"),
+            target_names,
             phase: watch::Sender::new(Phase::Running),
             cancels: Default::default(),
             defaults: OnceCell::new(),
@@ -128,9 +179,9 @@ impl Proxy {
         })
     }
 
-    /// The backend pool, for warm-up and status.
+    /// The primary's backend pool, for warm-up and status.
     pub fn pool(&self) -> &BackendPool {
-        &self.shared.pool
+        self.shared.pool()
     }
 
     /// Binds every configured address.
@@ -170,8 +221,9 @@ impl BoundProxy {
             .collect()
     }
 
+    /// The primary's backend pool.
     pub fn pool(&self) -> &BackendPool {
-        &self.shared.pool
+        self.shared.pool()
     }
 
     /// A handle that reloads TLS material while the proxy runs.
@@ -185,10 +237,16 @@ impl BoundProxy {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let max = self.shared.settings.max_client_connections;
         let limit = Arc::new(Semaphore::new(max));
-        let maintenance = self
-            .shared
-            .pool
-            .spawn_maintenance(maintenance_period(&self.shared));
+        let period = maintenance_period(&self.shared);
+        let targets = &self.shared.router.targets;
+        let mut background: Vec<_> = std::iter::once(targets.primary())
+            .chain(targets.replicas())
+            .map(|t| t.pool().spawn_maintenance(period))
+            .collect();
+        if !targets.replicas().is_empty() {
+            background.push(targets.spawn_health_checks());
+            background.push(spawn_health_metrics(self.shared.clone()));
+        }
         let mut accepts = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let shared = self.shared.clone();
@@ -221,10 +279,31 @@ impl BoundProxy {
             )
             .await;
         }
-        maintenance.abort();
-        self.shared.pool.close();
+        for task in background {
+            task.abort();
+        }
+        self.shared.router.targets.close();
         tracing::info!("stopped");
     }
+}
+
+/// Copies each replica's health into its gauges after every check period.
+fn spawn_health_metrics(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(shared.router.targets.settings().check_interval);
+        loop {
+            tick.tick().await;
+            for (i, replica) in shared.router.targets.replicas().iter().enumerate() {
+                let health = replica.health();
+                let m = &shared.target_metrics[i + 1];
+                m.set_healthy(health.is_healthy());
+                m.set_lag(
+                    health.lag_bytes.unwrap_or(0),
+                    health.lag_seconds.unwrap_or(0.0),
+                );
+            }
+        }
+    })
 }
 
 async fn wait_for_sessions(limit: &Semaphore, max: usize) {

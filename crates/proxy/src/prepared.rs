@@ -26,6 +26,18 @@ pub struct Statement {
     pub parse_rest: Bytes,
 }
 
+impl Statement {
+    /// The statement's SQL text.
+    pub fn sql(&self) -> &[u8] {
+        let end = self
+            .parse_rest
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(self.parse_rest.len());
+        &self.parse_rest[..end]
+    }
+}
+
 /// The statements one client has prepared, by the client's name.
 #[derive(Debug, Default)]
 pub struct ClientStatements {

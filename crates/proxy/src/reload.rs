@@ -68,10 +68,19 @@ impl Reloader {
         // Both loaded: swap together. A fresh server config also means a fresh session cache,
         // so no session resumed from before a CRL change skips the new revocation check.
         self.shared.tls.store(server);
-        let mut upstream = (*self.shared.pool.upstream()).clone();
-        upstream.tls = client;
-        upstream.server_name = server_name;
-        self.shared.pool.set_upstream(upstream);
+        // The primary takes the configured server name; replicas keep their own names.
+        let targets = &self.shared.router.targets;
+        for (i, target) in std::iter::once(targets.primary())
+            .chain(targets.replicas())
+            .enumerate()
+        {
+            let mut upstream = (*target.pool().upstream()).clone();
+            upstream.tls = client.clone();
+            if i == 0 {
+                upstream.server_name = server_name.clone();
+            }
+            target.pool().set_upstream(upstream);
+        }
         self.record_expiry();
         Ok(())
     }

@@ -34,12 +34,25 @@ pub struct ProxySettings {
     pub max_client_connections: usize,
     pub upstream: UpstreamSettings,
     pub pool: PoolSettings,
+    /// Streaming replicas reads may go to.
+    pub replicas: Vec<ReplicaSettings>,
+    /// How reads are recognised and whose writes they must see.
+    pub routing: crate::route::RouteSettings,
+    /// Health checks and lag limits of the targets.
+    pub routing_checks: pgcordon_routing::RoutingSettings,
     /// How long in-flight transactions may run after a shutdown signal.
     pub drain_timeout: Duration,
     /// The server TLS files, read again on reload.
     pub tls_files: pgcordon_tls::ServerTlsSettings,
     /// The upstream TLS files, read again on reload.
     pub upstream_tls_files: pgcordon_tls::UpstreamTlsSettings,
+}
+
+/// One replica target.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    pub name: String,
+    pub upstream: UpstreamSettings,
 }
 
 /// Why settings could not be turned into a running proxy.
@@ -153,6 +166,19 @@ impl ProxySettings {
                 acquire_timeout: cfg.pool.acquire_timeout,
                 server_lifetime: cfg.pool.server_lifetime,
                 idle_timeout: cfg.pool.idle_timeout,
+            },
+            replicas: Vec::new(),
+            routing: crate::route::RouteSettings {
+                mode: crate::route::RoutingMode::Off,
+                read_your_writes: crate::route::WriteScope::Connection,
+                allow_functions: Vec::new(),
+            },
+            routing_checks: pgcordon_routing::RoutingSettings {
+                check_interval: Duration::from_secs(1),
+                check_timeout: Duration::from_secs(2),
+                max_lag_bytes: 16 << 20,
+                max_lag: Duration::from_secs(10),
+                ryw_wait: Duration::ZERO,
             },
             drain_timeout: cfg.shutdown.drain_timeout,
             tls_files,

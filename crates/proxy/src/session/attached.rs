@@ -12,6 +12,8 @@ use crate::inject;
 use crate::params::{canonical_value, tracked_name};
 use crate::prepared::{self, Statement};
 use crate::responses::{Disposition, Note, OnError, Request, ResponseQueue};
+use crate::route::{RouteKind, Routed};
+use pgcordon_routing::ReplicaLease;
 
 /// Swallow a request of pgcordon's own; an error is the client's concern and is passed on.
 const SWALLOW: Disposition = Disposition::Swallow {
@@ -33,10 +35,15 @@ pub(super) struct Attached {
     pub(super) status: u8,
     /// The transaction in progress, from its first message to the idle ReadyForQuery.
     pub(super) tx: Option<super::TxStats>,
+    /// The target this session belongs to (0 is the primary), why it was chosen, and, for a
+    /// replica, the lease that counts it as outstanding work until the session is released.
+    pub(super) target: usize,
+    pub(super) kind: RouteKind,
+    pub(super) _lease: Option<ReplicaLease>,
 }
 
 impl Attached {
-    pub(super) fn new(checkout: Checkout) -> Attached {
+    pub(super) fn new(checkout: Checkout, routed: Routed) -> Attached {
         Attached {
             checkout,
             to_backend: BytesMut::with_capacity(4096),
@@ -44,6 +51,9 @@ impl Attached {
             unsynced: false,
             status: b'I',
             tx: None,
+            target: routed.index,
+            kind: routed.kind,
+            _lease: routed.lease,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::observe::{statement_refusal, upstream_failure};
 use crate::params::UNREPORTED;
 use crate::prepared::{self, empty_message};
 use crate::responses::Request;
+use crate::route::{Intent, RouteKind, Routed, WriteScope};
 use crate::settings::PoolMode;
 
 impl Session<'_> {
@@ -34,6 +35,7 @@ impl Session<'_> {
                 }
                 Err(e) => return Err(End::Fatal(ClientError::Protocol(e.to_string()))),
             };
+            self.remember_for_retry(&msg);
             if self.skip_until_sync {
                 if msg.tag == b'S' {
                     self.skip_until_sync = false;
@@ -58,11 +60,7 @@ impl Session<'_> {
                 }
                 b'S' => self.sync_or_ready(msg).await?,
                 b'H' | b'd' | b'c' | b'f' if self.backend.is_none() => {}
-                b'E' => {
-                    self.shared.target.queries.inc();
-                    self.forward(msg).await?
-                }
-                b'H' | b'd' | b'c' | b'f' => self.forward(msg).await?,
+                b'E' | b'H' | b'd' | b'c' | b'f' => self.forward(msg).await?,
                 other => {
                     let detail = format!("unexpected message type {:?}", other as char);
                     return Err(End::Fatal(ClientError::Protocol(detail)));
@@ -94,7 +92,7 @@ impl Session<'_> {
         if !self.guard_allows(&msg, &text).await? {
             return Ok(());
         }
-        self.forward(msg).await?;
+        self.forward_with(msg, Intent::Sql(&text)).await?;
         self.after_statement(&text);
         Ok(())
     }
@@ -110,10 +108,13 @@ impl Session<'_> {
             return Ok(());
         }
         if name.is_empty() || !self.prepared_by_proxy() {
-            self.forward(msg).await?;
+            self.forward_with(msg, Intent::Sql(&text)).await?;
             self.after_statement(&text);
             return Ok(());
         }
+        // A prepared statement may be bound in a later transaction on another target: a
+        // replica retry could not repeat this Parse.
+        self.replay_ok = false;
 
         let display = String::from_utf8_lossy(&name).into_owned();
         if self.statements.contains(&name) {
@@ -122,7 +123,7 @@ impl Session<'_> {
         }
         let rest = msg.bytes.slice(5 + name.len() + 1..);
         let statement = self.statements.insert(&name, rest);
-        match self.backend_for_transaction().await {
+        match self.backend_for_transaction(Intent::Sql(&text)).await {
             Ok(b) => b.prepare(&statement, true),
             Err(err) => {
                 self.statements.remove(&name);
@@ -150,7 +151,8 @@ impl Session<'_> {
                 "malformed Bind message".into(),
             )));
         };
-        match self.backend_for_transaction().await {
+        let sql = statement.sql().to_vec();
+        match self.backend_for_transaction(Intent::Sql(&sql)).await {
             Ok(b) => {
                 b.prepare(&statement, false);
                 b.send_client(&RawMessage {
@@ -171,7 +173,7 @@ impl Session<'_> {
             let err = ClientError::UnknownStatement(String::from_utf8_lossy(name).into_owned());
             return self.refuse(msg, err).await;
         };
-        match self.backend_for_transaction().await {
+        match self.backend_for_transaction(Intent::Unknown).await {
             Ok(b) => {
                 b.prepare(&statement, false);
                 let describe = prepared::describe_statement(&statement.backend_name);
@@ -201,9 +203,6 @@ impl Session<'_> {
 
     /// Applies the statement guard; a refused statement is answered and `false` returned.
     async fn guard_allows(&mut self, msg: &RawMessage, text: &[u8]) -> Result<bool, End> {
-        if msg.tag == b'Q' {
-            self.shared.target.queries.inc();
-        }
         let audit = &self.shared.obs.audit;
         if audit.statements_enabled() {
             audit.statement(self.conn_id, &self.identity, text);
@@ -292,21 +291,47 @@ impl Session<'_> {
 
     /// Sends `msg` to the backend serving this transaction.
     pub(super) async fn forward(&mut self, msg: RawMessage) -> Result<(), End> {
-        match self.backend_for_transaction().await {
-            Ok(b) => b.send_client(&msg),
+        self.forward_with(msg, Intent::Unknown).await
+    }
+
+    /// Sends `msg`, whose SQL (if any) says where a transaction it starts should run.
+    async fn forward_with(&mut self, msg: RawMessage, intent: Intent<'_>) -> Result<(), End> {
+        let metrics = &self.shared.target_metrics;
+        match self.backend_for_transaction(intent).await {
+            Ok(b) => {
+                if matches!(msg.tag, b'Q' | b'E') {
+                    metrics[b.target].queries.inc();
+                }
+                b.send_client(&msg)
+            }
             Err(err) => self.refuse_locally(&msg, err),
         }
         Ok(())
     }
 
-    /// The attached backend, attaching one first if needed. At the start of each transaction
-    /// the identity and parameters are checked and, where they differ, injected first.
-    async fn backend_for_transaction(&mut self) -> Result<&mut Attached, ClientError> {
+    /// The attached backend, attaching one first if needed: the target is chosen from the
+    /// transaction's first message (`intent`). At the start of each transaction the identity
+    /// and parameters are checked and, where they differ, injected first.
+    async fn backend_for_transaction(
+        &mut self,
+        intent: Intent<'_>,
+    ) -> Result<&mut Attached, ClientError> {
         if self.backend.is_none() {
-            let checkout = self.acquire().await?;
-            let key = (checkout.backend.process_id, checkout.backend.secret_key);
+            let routed = self.route(&intent).await;
+            let checkout = self.acquire(routed.index).await?;
+            let key = (
+                checkout.backend.process_id,
+                checkout.backend.secret_key,
+                routed.index,
+            );
             self.cancel_slot.set(Some(key));
-            self.backend = Some(Attached::new(checkout));
+            let metrics = &self.shared.target_metrics[routed.index];
+            match routed.kind {
+                RouteKind::Read => metrics.routed_reads.inc(),
+                RouteKind::Write => metrics.routed_writes.inc(),
+                RouteKind::Fallback => metrics.routing_fallbacks.inc(),
+            }
+            self.backend = Some(Attached::new(checkout, routed));
         }
         let protected = &self.shared.settings.protected_settings;
         let Some(b) = self.backend.as_mut() else {
@@ -314,25 +339,51 @@ impl Session<'_> {
         };
         if b.at_transaction_start() {
             b.apply_identity(&self.identity, &self.desired, protected);
-            b.tx = Some(TxStats::new(b.checkout.backend.process_id));
+            b.tx = Some(TxStats::new(b.checkout.backend.process_id, b.target));
         }
         Ok(b)
     }
 
+    /// Chooses the target of a transaction starting with `intent`.
+    async fn route(&mut self, intent: &Intent<'_>) -> Routed {
+        let router = &self.shared.router;
+        let force_primary = std::mem::take(&mut self.force_primary);
+        if self.shared.settings.pool_mode == PoolMode::Session || !router.routes_reads() {
+            return Routed {
+                index: 0,
+                lease: None,
+                kind: RouteKind::Write,
+            };
+        }
+        let mut min_lsn = None;
+        if router.settings.read_your_writes != WriteScope::Off {
+            if let Some(pending) = self.pending_lsn.take() {
+                // The previous write's position is being read from the primary right now.
+                if let Ok(Ok(lsn)) = tokio::time::timeout(router.learn_bound(), pending).await {
+                    self.write_lsn = self.write_lsn.max(Some(lsn));
+                }
+            }
+            min_lsn = self.write_lsn.max(router.identity_lsn(&self.identity));
+        }
+        router.choose(intent, min_lsn, force_primary).await
+    }
+
     /// Takes a backend session from the pool, counting the wait and any upstream failure.
-    async fn acquire(&mut self) -> Result<Checkout, ClientError> {
-        let target = &self.shared.target;
+    async fn acquire(&mut self, index: usize) -> Result<Checkout, ClientError> {
+        let target = &self.shared.target_metrics[index];
         let readiness = &self.shared.obs.readiness;
         self.gauge.set(ClientState::Waiting);
         let started = Instant::now();
-        let acquired = self.shared.pool.acquire().await;
+        let acquired = self.shared.target_pool(index).acquire().await;
         let waited = started.elapsed();
         self.acquire_wait += waited;
         target.acquire_wait_seconds.observe(waited.as_secs_f64());
         match acquired {
             Ok(checkout) => {
                 self.gauge.set(ClientState::Active);
-                readiness.set_primary_reachable(true);
+                if index == 0 {
+                    readiness.set_primary_reachable(true);
+                }
                 Ok(checkout)
             }
             Err(e) => {
@@ -345,7 +396,9 @@ impl Session<'_> {
                     AcquireError::Upstream(e) => {
                         tracing::error!(error = %e, "cannot open an upstream session");
                         upstream_failure(target, &e);
-                        readiness.set_primary_reachable(false);
+                        if index == 0 {
+                            readiness.set_primary_reachable(false);
+                        }
                         ClientError::UpstreamUnavailable
                     }
                     AcquireError::Closed => ClientError::Shutdown,

@@ -33,10 +33,13 @@ use crate::responses::{Action, Effects};
 use crate::settings::PoolMode;
 
 use crate::listener::Phase;
+use crate::route::{RouteKind, WriteScope};
 use attached::Attached;
 use pgcordon_audit::{TransactionEnded, TransactionOutcome};
 use pgcordon_metrics::{ClientConnection, ClientState};
+use pgcordon_routing::{current_wal_lsn, Lsn};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use tokio::sync::watch;
 
 /// Why a session ended.
@@ -53,7 +56,7 @@ enum End {
 }
 
 struct Session<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     client: TlsStream<TcpStream>,
     client_in: BytesMut,
     client_out: BytesMut,
@@ -79,7 +82,20 @@ struct Session<'a> {
     acquire_wait: Duration,
     /// A transaction that ended in this loop iteration, recorded once the reply is written.
     ended_tx: Option<TxStats>,
+    /// The client's messages of the current transaction while it may run on a replica, so a
+    /// read can be retried on the primary if the replica fails before answering.
+    replay: BytesMut,
+    replay_ok: bool,
+    /// Route the next transaction to the primary (a replica failed under it).
+    force_primary: bool,
+    /// The primary's WAL position after this client's last committed write, and the position
+    /// being learned right now (read-your-writes).
+    write_lsn: Option<Lsn>,
+    pending_lsn: Option<oneshot::Receiver<Lsn>>,
 }
+
+/// Largest transaction (in client bytes) kept for a retry on the primary.
+const MAX_REPLAY: usize = 1 << 20;
 
 /// Totals of one client connection, for the closing audit record.
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,6 +109,10 @@ pub(crate) struct ConnStats {
 #[derive(Debug)]
 pub(crate) struct TxStats {
     started: Instant,
+    /// The target index it runs on.
+    target: usize,
+    /// Whether anything of it reached the client (then it cannot be retried elsewhere).
+    answered: bool,
     /// Time pgcordon spent processing this transaction's messages (framing, checks, rewriting,
     /// encryption and writes), excluding waits for the pool, the client and the server.
     overhead: Duration,
@@ -102,9 +122,11 @@ pub(crate) struct TxStats {
 }
 
 impl TxStats {
-    pub(crate) fn new(backend_pid: i32) -> TxStats {
+    pub(crate) fn new(backend_pid: i32, target: usize) -> TxStats {
         TxStats {
             started: Instant::now(),
+            target,
+            answered: false,
             overhead: Duration::ZERO,
             failed: false,
             rolled_back: false,
@@ -135,6 +157,11 @@ impl Session<'_> {
                 return end;
             }
             if let Err(end) = self.handle_backend_messages() {
+                if let End::BackendLost(detail) = &end {
+                    if self.retry_on_primary(detail) {
+                        continue;
+                    }
+                }
                 return end;
             }
             if let Err(end) = self.flush_client().await {
@@ -149,15 +176,63 @@ impl Session<'_> {
                 self.record_transaction(ended, None);
             }
             if let Err(end) = self.wait_for_input().await {
+                if let End::BackendLost(detail) = &end {
+                    if self.retry_on_primary(detail) {
+                        continue;
+                    }
+                }
                 return end;
             }
         }
     }
 
+    /// Keeps a client message while its transaction may run on a replica.
+    fn remember_for_retry(&mut self, msg: &pgcordon_wire::RawMessage) {
+        let on_replica = self.backend.as_ref().is_none_or(|b| b.target != 0);
+        if !self.replay_ok || !on_replica || !self.shared.router.routes_reads() {
+            return;
+        }
+        if self.replay.len() + msg.bytes.len() > MAX_REPLAY {
+            self.replay_ok = false;
+            self.replay.clear();
+            return;
+        }
+        self.replay.extend_from_slice(&msg.bytes);
+    }
+
+    /// A replica failed under a read that has not answered anything yet: run the read again on
+    /// the primary instead of failing it. Writes never run on replicas, so nothing is repeated
+    /// that could have changed data.
+    fn retry_on_primary(&mut self, detail: &str) -> bool {
+        let Some(b) = self.backend.as_ref() else {
+            return false;
+        };
+        let answered = b.tx.as_ref().is_none_or(|tx| tx.answered);
+        if b.target == 0 || answered || !self.replay_ok || self.replay.is_empty() {
+            return false;
+        }
+        tracing::warn!(
+            detail,
+            target = b.target,
+            "replica lost under a read; retrying on the primary"
+        );
+        if let Some(b) = self.backend.take() {
+            BackendPool::discard(b.checkout);
+        }
+        self.cancel_slot.clear();
+        let mut replay = std::mem::take(&mut self.replay);
+        replay.extend_from_slice(&self.client_in);
+        self.client_in = replay;
+        self.force_primary = true;
+        self.skip_until_sync = false;
+        self.gauge.set(ClientState::Idle);
+        true
+    }
+
     /// Counts a finished transaction and writes its audit record.
     fn record_transaction(&mut self, tx: TxStats, outcome: Option<TransactionOutcome>) {
         self.stats.transactions += 1;
-        let target = &self.shared.target;
+        let target = &self.shared.target_metrics[tx.target];
         target.transactions.inc();
         target
             .transaction_overhead_seconds
@@ -167,7 +242,7 @@ impl Session<'_> {
             audit.transaction(TransactionEnded {
                 conn: self.conn_id,
                 identity: self.identity.clone(),
-                target: self.shared.target_name.clone(),
+                target: self.shared.target_names[tx.target].clone(),
                 backend_pid: tx.backend_pid,
                 duration: tx.started.elapsed(),
                 outcome: outcome.unwrap_or_else(|| tx.outcome()),
@@ -231,6 +306,11 @@ impl Session<'_> {
                 }
                 _ => {}
             }
+            if action == Action::Forward && !matches!(msg.tag, b'N' | b'S' | b'A') {
+                if let Some(tx) = b.tx.as_mut() {
+                    tx.answered = true;
+                }
+            }
             match action {
                 Action::Forward => self.client_out.put_slice(&msg.bytes),
                 Action::Drop => {}
@@ -252,6 +332,8 @@ impl Session<'_> {
         if let Some(tx) = b.tx.take() {
             self.ended_tx = Some(tx);
         }
+        self.replay.clear();
+        self.replay_ok = true;
         if self.shared.settings.pool_mode == PoolMode::Transaction {
             if let Some(b) = self.backend.take() {
                 self.give_back(b);
@@ -264,6 +346,14 @@ impl Session<'_> {
     /// reach it.
     fn give_back(&mut self, b: Attached) {
         self.gauge.set(ClientState::Idle);
+        let router = &self.shared.router;
+        let learn = b.target == 0
+            && b.kind == RouteKind::Write
+            && router.routes_reads()
+            && router.settings.read_your_writes != WriteScope::Off;
+        if learn {
+            return self.learn_write_position(b);
+        }
         if self.cancel_slot.clear() {
             let slot = self.cancel_slot.clone();
             tokio::spawn(async move {
@@ -412,6 +502,37 @@ impl Session<'_> {
         if drained.is_err() {
             tracing::warn!("statements sent before Terminate did not complete in time");
         }
+    }
+}
+
+impl Session<'_> {
+    /// After a transaction on the primary: reads the primary's WAL position on the same session
+    /// before it returns to the pool, without delaying the client (its reply is already on its
+    /// way). The client's next read waits for it only if it comes within that round trip.
+    fn learn_write_position(&mut self, mut b: Attached) {
+        let (tx, rx) = oneshot::channel();
+        self.pending_lsn = Some(rx);
+        let in_flight = self.cancel_slot.clear();
+        let slot = self.cancel_slot.clone();
+        let shared = self.shared.clone();
+        let identity = self.identity.clone();
+        tokio::spawn(async move {
+            if in_flight {
+                slot.wait_idle().await;
+            }
+            match current_wal_lsn(&mut b.checkout.backend, "primary").await {
+                Ok(lsn) => {
+                    if shared.router.settings.read_your_writes == WriteScope::Identity {
+                        shared.router.by_identity.record(identity, lsn);
+                    }
+                    let _ = tx.send(lsn);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the primary's WAL position");
+                    b.checkout.broken = true;
+                }
+            }
+        });
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -21,7 +22,7 @@ use crate::prepared::ClientStatements;
 use crate::startup::accept_client;
 
 /// Serves one accepted TCP connection to its end.
-pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared, conn_id: u64) {
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, conn_id: u64) {
     let settings = &shared.settings;
     let metrics = &shared.obs.metrics;
     let mut gauge = metrics.client_connection();
@@ -139,6 +140,11 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared, con
         stats: ConnStats::default(),
         acquire_wait: std::time::Duration::ZERO,
         ended_tx: None,
+        replay: BytesMut::new(),
+        replay_ok: true,
+        force_primary: false,
+        write_lsn: None,
+        pending_lsn: None,
     };
     let end = session.run().await;
     let stats = session.finish(end).await;
