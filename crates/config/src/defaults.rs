@@ -76,6 +76,36 @@ pub const AUDIT_QUEUE: u32 = 10_000;
 /// could already take gigabytes; a larger queue would trade a bounded loss for unbounded memory.
 pub const AUDIT_QUEUE_MAX: u32 = 1_000_000;
 
+/// Longest `upstream.replicas[].name`: it becomes a metric label and a log field, so it is
+/// kept short and to a charset every metrics backend accepts unquoted.
+pub const REPLICA_NAME_MAX: usize = 32;
+
+/// The label of the primary in logs and metrics, which no replica may take.
+pub const PRIMARY_NAME: &str = "primary";
+
+/// Start of a replica's default name; `replica-1` is the first entry of the list.
+pub const REPLICA_NAME_PREFIX: &str = "replica-";
+
+/// `routing.check_interval` default: a replica that falls behind or goes away leaves
+/// rotation within about a second, at the cost of one tiny query per server per second.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `routing.check_timeout` default: a check that has not answered in 2 s counts as failed;
+/// that covers a new connection (TLS and SCRAM) to a server that is busy but alive.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `routing.max_lag_bytes` default: 16 MiB of WAL is one default-sized WAL segment, a few
+/// seconds of replay on a busy server; further behind and reads would look clearly stale.
+pub const MAX_LAG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `routing.max_lag` default: reads up to 10 s stale are acceptable for most read paths
+/// that are routed to replicas at all.
+pub const MAX_LAG: Duration = Duration::from_secs(10);
+
+/// `routing.read_your_writes_wait` default: zero, so a read that a replica cannot yet serve
+/// goes to the primary at once instead of adding latency.
+pub const READ_YOUR_WRITES_WAIT: Duration = Duration::ZERO;
+
 /// `shutdown.drain_timeout` default: long enough for ordinary transactions to finish, and
 /// the same as Kubernetes' default termination grace period.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -31,8 +31,9 @@ pub use address::{Host, HostPort};
 pub use error::{ConfigError, PasswordError, Position, Problem};
 pub use model::{
     Admin, Audit, AuditOutput, ChannelBinding, ClientCertificate, Config, Identity,
-    IdentityPattern, IdentitySource, Limits, Listener, Log, LogFormat, Pool, PoolMode, ServerTls,
-    Shutdown, SubjectAttribute, Upstream, UpstreamTls,
+    IdentityPattern, IdentitySource, Limits, Listener, Log, LogFormat, Pool, PoolMode,
+    ReadYourWrites, Replica, Routing, RoutingMode, ServerTls, Shutdown, SubjectAttribute, Upstream,
+    UpstreamTls,
 };
 pub use secret::{PasswordSource, Secret};
 pub use units::{format_byte_size, format_duration, parse_byte_size, parse_duration, UnitError};

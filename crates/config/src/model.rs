@@ -42,6 +42,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The audit trail; `None` when the section is absent (no audit).
     pub audit: Option<Audit>,
+    /// Read routing to replicas; mode off when the section is absent.
+    pub routing: Routing,
     /// Shutdown behaviour.
     pub shutdown: Shutdown,
 }
@@ -161,6 +163,9 @@ pub struct Upstream {
     pub password: PasswordSource,
     /// The primary server.
     pub primary: HostPort,
+    /// Streaming replicas of the primary, in file order; may be empty. They share the
+    /// database, role, password and TLS settings of the primary.
+    pub replicas: Vec<Replica>,
     /// Time allowed to open a connection, including TLS and authentication.
     pub connect_timeout: Duration,
     /// Whether SCRAM-SHA-256-PLUS (channel binding) is used.
@@ -171,6 +176,20 @@ pub struct Upstream {
     pub allow_md5_password: bool,
     /// TLS towards the server; always verify-full.
     pub tls: UpstreamTls,
+}
+
+/// One streaming replica (`upstream.replicas[]`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Replica {
+    /// Label for logs and metrics: 1 to 32 of `a-z`, `0-9`, `_`, `-`, unique, never
+    /// `primary`; `replica-N` (counting from 1) when not given.
+    pub name: String,
+    /// Where the replica listens; never the primary's address.
+    pub address: HostPort,
+    /// Name checked against the replica's certificate, resolved at load time: the key if
+    /// given, else `upstream.tls.server_name` if that was given, else the address's host.
+    pub server_name: String,
 }
 
 /// TLS towards PostgreSQL (`upstream.tls`).
@@ -310,6 +329,58 @@ pub struct Shutdown {
     pub drain_timeout: Duration,
 }
 
+/// Read routing (`routing`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Routing {
+    /// Which statements may go to a replica.
+    pub mode: RoutingMode,
+    /// Time between two health checks of the same server.
+    pub check_interval: Duration,
+    /// Longest one health check may take before it counts as failed.
+    pub check_timeout: Duration,
+    /// A replica more than this many WAL bytes behind the primary leaves rotation.
+    pub max_lag_bytes: u64,
+    /// A replica more than this far behind in time leaves rotation.
+    pub max_lag: Duration,
+    /// Whose writes a later read must see.
+    pub read_your_writes: ReadYourWrites,
+    /// How long such a read may wait for a replica to catch up before it goes to the primary;
+    /// zero sends it to the primary at once.
+    pub read_your_writes_wait: Duration,
+    /// Functions beyond the built-in read-only ones that a replica may run: `name` or
+    /// `schema.name`, as written, each once (compared without regard to case).
+    pub allow_functions: Vec<String>,
+}
+
+/// Routing mode (`routing.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingMode {
+    /// Everything goes to the primary.
+    #[default]
+    Off,
+    /// Transactions the client declares read-only (`BEGIN READ ONLY`, `SET TRANSACTION READ
+    /// ONLY`) go to a replica.
+    ReadOnlyTransactions,
+    /// Read-only transactions, and also statements outside an explicit transaction that
+    /// pgcordon can prove only read, go to a replica.
+    Auto,
+}
+
+/// Read-your-writes scope (`routing.read_your_writes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadYourWrites {
+    /// No guarantee: a read may go to a replica that has not replayed an earlier write.
+    Off,
+    /// A read sees the earlier writes of the same client connection.
+    #[default]
+    Connection,
+    /// A read sees the earlier writes of every connection with the same identity.
+    Identity,
+}
+
 macro_rules! yaml_names {
     ($($ty:ty { $($variant:ident => $name:literal),+ })+) => {$(
         impl $ty {
@@ -331,4 +402,10 @@ yaml_names! {
     ChannelBinding { Prefer => "prefer", Require => "require", Disable => "disable" }
     PoolMode { Transaction => "transaction", Session => "session" }
     LogFormat { Text => "text", Json => "json" }
+    RoutingMode {
+        Off => "off",
+        ReadOnlyTransactions => "read_only_transactions",
+        Auto => "auto"
+    }
+    ReadYourWrites { Off => "off", Connection => "connection", Identity => "identity" }
 }

@@ -7,8 +7,8 @@
 
 use serde::Deserialize;
 
-use crate::model::{ChannelBinding, LogFormat, PoolMode};
-use crate::units::{ByteSize, Int, PositiveDuration};
+use crate::model::{ChannelBinding, LogFormat, PoolMode, ReadYourWrites, RoutingMode};
+use crate::units::{AnyDuration, ByteSize, Int, PositiveDuration};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     pub log: RawLog,
     pub admin: Option<RawAdmin>,
     pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub routing: RawRouting,
     #[serde(default)]
     pub shutdown: RawShutdown,
 }
@@ -74,11 +76,20 @@ pub(crate) struct RawUpstream {
     pub password_file: Option<String>,
     pub password_env: Option<String>,
     pub primary: String,
+    pub replicas: Option<Vec<RawReplica>>,
     pub connect_timeout: Option<PositiveDuration>,
     pub channel_binding: Option<ChannelBinding>,
     pub allow_cleartext_password: Option<bool>,
     pub allow_md5_password: Option<bool>,
     pub tls: RawUpstreamTls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplica {
+    pub address: String,
+    pub name: Option<String>,
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +140,19 @@ pub(crate) struct RawAudit {
     pub transactions: Option<bool>,
     pub statements: Option<bool>,
     pub queue: Option<Int>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouting {
+    pub mode: Option<RoutingMode>,
+    pub check_interval: Option<PositiveDuration>,
+    pub check_timeout: Option<PositiveDuration>,
+    pub max_lag_bytes: Option<ByteSize>,
+    pub max_lag: Option<PositiveDuration>,
+    pub read_your_writes: Option<ReadYourWrites>,
+    pub read_your_writes_wait: Option<AnyDuration>,
+    pub allow_functions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

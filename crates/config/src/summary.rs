@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{AuditOutput, Config, IdentitySource};
+use crate::model::{AuditOutput, Config, IdentitySource, RoutingMode};
 use crate::units::{format_byte_size, format_duration as dur};
 
 fn on_off(yes: bool) -> &'static str {
@@ -115,12 +115,48 @@ impl Config {
             "log: {} format, level {}",
             self.log.format, self.log.level
         );
+        let _ = writeln!(out, "{}", self.routing_summary());
         let _ = write!(out, "{}", self.operations_summary());
         out
     }
 }
 
 impl Config {
+    /// One line for `upstream.replicas` and `routing`, with a warning when routing is on but
+    /// there is no replica to route to.
+    fn routing_summary(&self) -> String {
+        let replicas: Vec<String> = self
+            .upstream
+            .replicas
+            .iter()
+            .map(|r| format!("{} at {} as {}", r.name, r.address, r.server_name))
+            .collect();
+        let routing = &self.routing;
+        match (routing.mode, replicas.is_empty()) {
+            (RoutingMode::Off, true) => "routing: off, no replicas".to_owned(),
+            (RoutingMode::Off, false) => format!(
+                "routing: off, so these replicas are not used: {}",
+                replicas.join(", ")
+            ),
+            (mode, true) => format!(
+                "routing: {mode}, WARNING: no replicas are configured, so everything goes to \
+                 the primary"
+            ),
+            (mode, false) => format!(
+                "routing: {mode} to {}; checks every {} (timeout {}), out of rotation beyond \
+                 {} or {} of lag, read-your-writes {} (wait {}), {} extra function(s)",
+                replicas.join(", "),
+                dur(routing.check_interval),
+                dur(routing.check_timeout),
+                format_byte_size(routing.max_lag_bytes),
+                dur(routing.max_lag),
+                routing.read_your_writes,
+                dur(routing.read_your_writes_wait),
+                routing.allow_functions.len(),
+            ),
+        }
+    }
+
     /// One line for `admin`, `audit` and `shutdown`.
     fn operations_summary(&self) -> String {
         let admin = match &self.admin {

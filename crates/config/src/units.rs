@@ -3,8 +3,8 @@
 //! Owns the two small grammars of the configuration file: durations such as `250ms`, `5s` or
 //! `1h30m`, and byte sizes such as `65536`, `64KiB` or `16MiB`. It also owns the serde types
 //! that read them from YAML. It does not decide which values a key accepts (that is
-//! `validate`); the one exception is that every duration in the schema must be above zero, which
-//! is checked here so that the error names the key being read.
+//! `validate`); the one exception is whether a duration may be zero (only a few keys allow it),
+//! which is checked here so that the error names the key being read.
 
 use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
 use std::fmt;
@@ -177,6 +177,7 @@ pub fn format_byte_size(bytes: u64) -> String {
 // ---- serde types for the raw structs ----
 
 const EXPECT_DURATION: &str = "a duration above zero such as 5s, 250ms or 1h30m";
+const EXPECT_DURATION_OR_ZERO: &str = "a duration such as 0s, 250ms or 5s";
 const EXPECT_SIZE: &str = "a byte size such as 65536, 64KiB or 16MiB";
 
 /// A duration read from YAML: a string in the [`parse_duration`] grammar, above zero.
@@ -185,23 +186,43 @@ pub(crate) struct PositiveDuration(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for PositiveDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(DurationVisitor)
+        let visitor = DurationVisitor { allow_zero: false };
+        deserializer.deserialize_str(visitor).map(PositiveDuration)
     }
 }
 
-struct DurationVisitor;
+/// A duration read from YAML where zero has a meaning of its own (such as "do not wait").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AnyDuration(pub(crate) Duration);
+
+impl<'de> Deserialize<'de> for AnyDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = DurationVisitor { allow_zero: true };
+        deserializer.deserialize_str(visitor).map(AnyDuration)
+    }
+}
+
+struct DurationVisitor {
+    allow_zero: bool,
+}
 
 impl Visitor<'_> for DurationVisitor {
-    type Value = PositiveDuration;
+    type Value = Duration;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(EXPECT_DURATION)
+        if self.allow_zero {
+            f.write_str(EXPECT_DURATION_OR_ZERO)
+        } else {
+            f.write_str(EXPECT_DURATION)
+        }
     }
 
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<PositiveDuration, E> {
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
         match parse_duration(text) {
-            Ok(d) if d.is_zero() => Err(E::invalid_value(Unexpected::Other(text), &self)),
-            Ok(d) => Ok(PositiveDuration(d)),
+            Ok(d) if d.is_zero() && !self.allow_zero => {
+                Err(E::invalid_value(Unexpected::Other(text), &self))
+            }
+            Ok(d) => Ok(d),
             Err(why) => {
                 let found = format!("the string {text:?} ({why})");
                 Err(E::invalid_value(Unexpected::Other(&found), &self))

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pgcordon_config::{load, IdentitySource, PoolMode};
+use pgcordon_config::{load, IdentitySource, PoolMode, ReadYourWrites, RoutingMode};
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
@@ -30,6 +30,7 @@ fn every_example_validates() {
     for expected in [
         "minimal.yaml",
         "pgcordon.yaml",
+        "replicas.yaml",
         "session-pooling.yaml",
         "subject-attribute.yaml",
         "subject-cn.yaml",
@@ -89,9 +90,35 @@ fn examples_show_what_their_names_promise() {
         pgcordon_config::defaults::DRAIN_TIMEOUT
     );
 
-    // The minimal example shows the defaults: no admin listener, no audit.
+    assert_eq!(full.routing.mode, RoutingMode::Off);
+    assert!(full.upstream.replicas.is_empty());
+
+    // The minimal example shows the defaults: no admin listener, no audit, no routing.
     let minimal = load(&dir.join("minimal.yaml")).unwrap();
     assert!(minimal.admin.is_none() && minimal.audit.is_none());
+    assert_eq!(minimal.routing.mode, RoutingMode::Off);
+
+    let routed = load(&dir.join("replicas.yaml")).unwrap();
+    assert_eq!(routed.routing.mode, RoutingMode::Auto);
+    assert_eq!(routed.routing.read_your_writes, ReadYourWrites::Identity);
+    let replicas: Vec<(&str, &str)> = routed
+        .upstream
+        .replicas
+        .iter()
+        .map(|r| (r.name.as_str(), r.server_name.as_str()))
+        .collect();
+    assert_eq!(
+        replicas,
+        [
+            ("replica-1", "db-replica-1.internal"),
+            ("replica-eu-west-2b", "db-replica-2.internal")
+        ]
+    );
+    let summary = routed.summary();
+    assert!(
+        summary.contains("routing: auto to replica-1 at "),
+        "{summary}"
+    );
 }
 
 /// The keys a section accepts, as the loader itself lists them when it meets an unknown key.
@@ -123,11 +150,21 @@ fn every_key_is_documented_and_in_the_full_example() {
         ("identity.", insert("identity:\n", "  ")),
         ("upstream.", insert("upstream:\n", "  ")),
         ("upstream.tls.", insert("  tls:\n", "    ")),
+        (
+            "upstream.replicas[].",
+            minimal.replacen(
+                "  primary: db.internal:5432\n",
+                "  primary: db.internal:5432\n  replicas:\n    - address: r.internal:5432\n      \
+                 zz_unknown: 1\n",
+                1,
+            ),
+        ),
         ("pool.", format!("{minimal}pool:\n  zz_unknown: 1\n")),
         ("limits.", format!("{minimal}limits:\n  zz_unknown: 1\n")),
         ("log.", format!("{minimal}log:\n  zz_unknown: 1\n")),
         ("admin.", format!("{minimal}admin:\n  zz_unknown: 1\n")),
         ("audit.", format!("{minimal}audit:\n  zz_unknown: 1\n")),
+        ("routing.", format!("{minimal}routing:\n  zz_unknown: 1\n")),
         (
             "shutdown.",
             format!("{minimal}shutdown:\n  zz_unknown: 1\n"),
@@ -152,6 +189,6 @@ fn every_key_is_documented_and_in_the_full_example() {
             count += 1;
         }
     }
-    // The schema has 53 keys; a much smaller count would mean the key lists were not read.
-    assert!(count >= 48, "only {count} keys found");
+    // The schema has 66 keys; a much smaller count would mean the key lists were not read.
+    assert!(count >= 60, "only {count} keys found");
 }

@@ -186,14 +186,16 @@ fn reason(error: &regex::Error) -> String {
 /// Two or more identifiers (`[A-Za-z_][A-Za-z0-9_$]*`) joined by dots: the names PostgreSQL
 /// accepts for custom (placeholder) settings.
 pub(crate) fn is_custom_setting(name: &str) -> bool {
-    let is_identifier = |part: &str| {
-        let mut bytes = part.bytes();
-        let first_ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-        first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
-    };
     name.split('.').count() >= 2 && name.split('.').all(is_identifier)
+}
+
+/// An unquoted SQL identifier: a letter or `_`, then letters, digits, `_` or `$`.
+pub(crate) fn is_identifier(part: &str) -> bool {
+    let mut bytes = part.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
 }
 
 /// A dotted object identifier: at least two arcs of decimal digits without leading zeros, the

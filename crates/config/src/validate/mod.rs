@@ -9,6 +9,7 @@
 
 mod identity;
 mod operations;
+mod routing;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
     let log = c.log(raw.log);
     let admin = c.admin(raw.admin, allow_wildcard, listen.as_deref());
     let audit = c.audit(raw.audit);
+    let routing = c.routing(raw.routing);
     let shutdown = c.shutdown(raw.shutdown);
 
     let (
@@ -53,8 +55,9 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
         Some(log),
         Some(admin),
         Some(audit),
+        Some(routing),
     ) = (
-        listen, tls, identity, upstream, pool, limits, log, admin, audit,
+        listen, tls, identity, upstream, pool, limits, log, admin, audit, routing,
     )
     else {
         return Err(c.into_error(origin, tree));
@@ -74,6 +77,7 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
         log,
         admin,
         audit,
+        routing,
         shutdown,
     })
 }

@@ -1,4 +1,5 @@
-//! Validation of the `upstream` section: names, password source, address and TLS.
+//! Validation of the `upstream` section: names, password source, address and TLS (the
+//! replicas are checked in `routing`).
 //!
 //! TLS to PostgreSQL is always verified against `upstream.tls.ca` and a server name, so there
 //! is no key to weaken it. The password file is not read here (it may be rotated and is read
@@ -21,6 +22,9 @@ impl Check {
         let user = self.pg_name("upstream.user", raw.user);
         let password = self.password(raw.password_file, raw.password_env);
         let primary = self.primary(&raw.primary);
+        // Replicas inherit the primary's TLS name only when the operator wrote one.
+        let inherited = raw.tls.server_name.clone().filter(|n| is_server_name(n));
+        let replicas = self.replicas(raw.replicas, primary.as_ref(), inherited.as_deref());
         let tls = self.upstream_tls(raw.tls, primary.as_ref());
 
         Some(Upstream {
@@ -29,6 +33,7 @@ impl Check {
             user: user?,
             password: password?,
             primary: primary?,
+            replicas: replicas?,
             connect_timeout: raw
                 .connect_timeout
                 .map_or(defaults::CONNECT_TIMEOUT, |d| d.0),
