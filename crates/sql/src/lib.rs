@@ -1,6 +1,9 @@
-//! The statement guard: decides, for every simple Query and every Parse text a client sends,
-//! whether it could set or reset a setting that pgcordon manages (the identity, such as
-//! `app.current_user_id`), and refuses it if so.
+//! SQL understanding for pgcordon: the statement guard, and the classifications the pooler
+//! and the router need.
+//!
+//! The statement guard ([`Guard`]) decides, for every simple Query and every Parse text a
+//! client sends, whether it could set or reset a setting that pgcordon manages (the identity,
+//! such as `app.current_user_id`), and refuses it if so.
 //!
 //! The guard owns the SQL-level judgement only. It does not see the wire (the proxy hands it
 //! statement texts and maps a refusal to an ErrorResponse with SQLSTATE 42501), it does not
@@ -15,18 +18,39 @@
 //! Preconditions the proxy must keep: the text is what the server will parse (client encoding
 //! UTF-8, so no multi-byte character can swallow a backslash), and the FunctionCall
 //! protocol message (which calls a function by OID, bypassing SQL) is refused.
+//!
+//! The [`Classifier`] answers two more questions about a statement text, each behind its own
+//! cheap, allocation-free token pass (`lexer`, `quick`) so that plain SELECT, INSERT, UPDATE
+//! and DELETE texts never reach the parser: what the text leaves behind on its backend
+//! session ([`Classifier::session_effects`], for transaction pooling), and whether it may run
+//! on a replica ([`Classifier::route`]). See `docs/routing.md`, "Classification".
 
+mod classifier;
+mod constants;
+mod effects;
 mod error;
+mod functions;
 mod judge;
+mod lexer;
 mod names;
 mod node_tree;
 mod parse;
 mod prefilter;
+mod quick;
+mod read_only;
+mod route;
+mod route_cache;
+mod session;
+mod tracked;
 mod verdict;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use classifier::Classifier;
+pub use effects::{PinReason, SessionEffects};
 pub use error::GuardError;
+pub use route::{PrimaryReason, Route};
+pub use tracked::TRACKED_PARAMETERS;
 pub use verdict::{Refusal, RefusalReason, Verdict};
 
 use judge::Judge;
