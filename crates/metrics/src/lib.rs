@@ -69,6 +69,7 @@ pub struct Metrics {
     pub client_sent_bytes: IntCounter,
     /// `pgcordon_audit_records_dropped_total`: give a clone to the audit sink.
     pub audit_records_dropped: IntCounter,
+    session_pins: prometheus::IntCounterVec,
 }
 
 impl Metrics {
@@ -178,6 +179,15 @@ impl Metrics {
             "Audit records lost because the audit queue was full or the output failed.",
         ))?;
 
+        let session_pins = r.add(prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "pgcordon_session_pins_total",
+                "Client sessions pinned to their backend under transaction pooling, by the \
+                 session state that required it (listen, session_set, temp_table, ...).",
+            ),
+            &["reason"],
+        ))?;
+
         let target_families = TargetFamilies::register(&mut r)?;
 
         let scrape =
@@ -203,7 +213,14 @@ impl Metrics {
             client_received_bytes,
             client_sent_bytes,
             audit_records_dropped,
+            session_pins,
         }))
+    }
+
+    /// Counts a session pinned to its backend. `reason` is one of the classifier's fixed
+    /// labels (a closed set), never free text.
+    pub fn pinned(&self, reason: &'static str) {
+        self.session_pins.with_label_values(&[reason]).inc();
     }
 
     /// Starts counting a new client connection, in [`ClientState::Handshake`]. Call it at

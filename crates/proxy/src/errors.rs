@@ -71,6 +71,7 @@ impl ClientError {
                 | ClientError::NotSupported(_)
                 | ClientError::DuplicateStatement(_)
                 | ClientError::UnknownStatement(_)
+                | ClientError::UnsupportedEncoding(_)
                 | ClientError::PoolTimeout
                 | ClientError::UpstreamUnavailable
         )

@@ -53,6 +53,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The server defaults, once learned (at the first client's startup).
+    pub(crate) fn defaults_now(&self) -> Option<Arc<ServerDefaults>> {
+        self.defaults.get().cloned()
+    }
+
     /// The primary's pool.
     pub(crate) fn pool(&self) -> &BackendPool {
         self.router.targets.primary().pool()

@@ -86,6 +86,11 @@ impl Router {
         }
     }
 
+    /// The SQL classifier (routing and session effects share its cache).
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
     /// Whether reads can ever go to a replica.
     pub fn routes_reads(&self) -> bool {
         self.settings.mode != RoutingMode::Off && !self.targets.replicas().is_empty()

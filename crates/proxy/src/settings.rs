@@ -145,6 +145,28 @@ impl ProxySettings {
             startup_params: vec![("application_name".into(), "pgcordon".into())],
         };
 
+        // Replicas share the primary's database, role, password, TLS roots and timeouts; each has
+        // its own address and TLS name.
+        let mut replicas = Vec::with_capacity(up.replicas.len());
+        for replica in &up.replicas {
+            let server_name = rustls_pki_types::ServerName::try_from(replica.server_name.clone())
+                .map_err(|source| {
+                LoadError::UpstreamTls(pgcordon_tls::TlsError::InvalidServerName {
+                    name: replica.server_name.clone(),
+                    source,
+                })
+            })?;
+            let mut settings = upstream.clone();
+            settings.host = replica.address.host.to_string();
+            settings.port = replica.address.port;
+            settings.server_name = server_name;
+            replicas.push(ReplicaSettings {
+                name: replica.name.clone(),
+                upstream: settings,
+            });
+        }
+        let r = &cfg.routing;
+
         Ok(ProxySettings {
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             tls,
@@ -167,18 +189,28 @@ impl ProxySettings {
                 server_lifetime: cfg.pool.server_lifetime,
                 idle_timeout: cfg.pool.idle_timeout,
             },
-            replicas: Vec::new(),
+            replicas,
             routing: crate::route::RouteSettings {
-                mode: crate::route::RoutingMode::Off,
-                read_your_writes: crate::route::WriteScope::Connection,
-                allow_functions: Vec::new(),
+                mode: match r.mode {
+                    c::RoutingMode::Off => crate::route::RoutingMode::Off,
+                    c::RoutingMode::ReadOnlyTransactions => {
+                        crate::route::RoutingMode::ReadOnlyTransactions
+                    }
+                    c::RoutingMode::Auto => crate::route::RoutingMode::Auto,
+                },
+                read_your_writes: match r.read_your_writes {
+                    c::ReadYourWrites::Off => crate::route::WriteScope::Off,
+                    c::ReadYourWrites::Connection => crate::route::WriteScope::Connection,
+                    c::ReadYourWrites::Identity => crate::route::WriteScope::Identity,
+                },
+                allow_functions: r.allow_functions.clone(),
             },
             routing_checks: pgcordon_routing::RoutingSettings {
-                check_interval: Duration::from_secs(1),
-                check_timeout: Duration::from_secs(2),
-                max_lag_bytes: 16 << 20,
-                max_lag: Duration::from_secs(10),
-                ryw_wait: Duration::ZERO,
+                check_interval: r.check_interval,
+                check_timeout: r.check_timeout,
+                max_lag_bytes: r.max_lag_bytes,
+                max_lag: r.max_lag,
+                ryw_wait: r.read_your_writes_wait,
             },
             drain_timeout: cfg.shutdown.drain_timeout,
             tls_files,

@@ -17,7 +17,7 @@ use super::{End, Session, TxStats};
 use crate::errors::ClientError;
 use crate::inject::raising_sql;
 use crate::observe::{statement_refusal, upstream_failure};
-use crate::params::UNREPORTED;
+use crate::params::{canonical_value, is_unsafe_encoding, UNREPORTED};
 use crate::prepared::{self, empty_message};
 use crate::responses::Request;
 use crate::route::{Intent, RouteKind, Routed, WriteScope};
@@ -92,6 +92,9 @@ impl Session<'_> {
         if !self.guard_allows(&msg, &text).await? {
             return Ok(());
         }
+        if !self.session_state_allows(&msg, &text).await? {
+            return Ok(());
+        }
         self.forward_with(msg, Intent::Sql(&text)).await?;
         self.after_statement(&text);
         Ok(())
@@ -105,6 +108,9 @@ impl Session<'_> {
         };
         let (name, text) = (Bytes::copy_from_slice(name), Bytes::copy_from_slice(text));
         if !self.guard_allows(&msg, &text).await? {
+            return Ok(());
+        }
+        if !self.session_state_allows(&msg, &text).await? {
             return Ok(());
         }
         if name.is_empty() || !self.prepared_by_proxy() {
@@ -233,6 +239,42 @@ impl Session<'_> {
                 Ok(false)
             }
         }
+    }
+
+    /// What a statement leaves on its backend session. Under transaction pooling, session state
+    /// the proxy cannot carry to other sessions (LISTEN, temporary tables, WITH HOLD cursors,
+    /// advisory locks, other session settings) pins the client to its backend for good; settings
+    /// of tracked parameters are remembered and replayed once their transaction commits. Returns
+    /// `false` when the statement was refused.
+    async fn session_state_allows(&mut self, msg: &RawMessage, text: &[u8]) -> Result<bool, End> {
+        let sql = String::from_utf8_lossy(text);
+        let effects = self.shared.router.classifier().session_effects(&sql);
+        if effects.is_empty() {
+            return Ok(true);
+        }
+        let unsafe_encoding = effects.sets.iter().find_map(|(name, value)| {
+            let value = canonical_value(name, value.as_deref()?);
+            (name == "client_encoding" && is_unsafe_encoding(&value)).then_some(value)
+        });
+        if let Some(encoding) = unsafe_encoding {
+            self.refuse(msg.clone(), ClientError::UnsupportedEncoding(encoding))
+                .await?;
+            return Ok(false);
+        }
+        if let Some(reason) = &effects.pins {
+            let transaction_pooling = self.shared.settings.pool_mode == PoolMode::Transaction;
+            if transaction_pooling && self.pinned.is_none() {
+                tracing::debug!(reason = reason.as_str(), "session pinned to its backend");
+                self.shared.obs.metrics.pinned(reason.as_str());
+                self.pinned = Some(reason.as_str());
+            }
+        }
+        if effects.resets_all {
+            self.pending_sets.clear();
+            self.pending_reset_all = true;
+        }
+        self.pending_sets.extend(effects.sets);
+        Ok(true)
     }
 
     /// Bookkeeping after a statement that may reset settings or drop prepared statements.

@@ -92,6 +92,12 @@ struct Session<'a> {
     /// being learned right now (read-your-writes).
     write_lsn: Option<Lsn>,
     pending_lsn: Option<oneshot::Receiver<Lsn>>,
+    /// Why the client is pinned to its backend until it disconnects (transaction pooling).
+    pinned: Option<&'static str>,
+    /// Tracked parameter settings and RESET ALL of the current transaction, applied to the
+    /// client's desired values once it commits.
+    pending_sets: Vec<(String, Option<String>)>,
+    pending_reset_all: bool,
 }
 
 /// Largest transaction (in client bytes) kept for a retry on the primary.
@@ -330,11 +336,18 @@ impl Session<'_> {
             return Ok(());
         }
         if let Some(tx) = b.tx.take() {
+            let committed = !tx.failed && !tx.rolled_back;
+            let sets = std::mem::take(&mut self.pending_sets);
+            let reset_all = std::mem::take(&mut self.pending_reset_all);
+            if committed {
+                let defaults = self.shared.defaults_now();
+                apply_settings(&mut self.desired, b, defaults.as_deref(), reset_all, sets);
+            }
             self.ended_tx = Some(tx);
         }
         self.replay.clear();
         self.replay_ok = true;
-        if self.shared.settings.pool_mode == PoolMode::Transaction {
+        if self.shared.settings.pool_mode == PoolMode::Transaction && self.pinned.is_none() {
             if let Some(b) = self.backend.take() {
                 self.give_back(b);
             }
@@ -554,6 +567,41 @@ fn emit_effects(effects: &mut Effects, out: &mut BytesMut, b: &mut Attached) {
     }
     for name in effects.failed_prepares.drain(..) {
         b.checkout.prepared.remove(&name);
+    }
+}
+
+/// After a committed transaction: the tracked parameters it set (or reset) become the client's
+/// desired values. Reported parameters also arrive as ParameterStatus; the unreported ones
+/// (`extra_float_digits`, `search_path`) are known only from here, and the backend now holds
+/// them too.
+fn apply_settings(
+    desired: &mut BTreeMap<String, String>,
+    b: &mut Attached,
+    defaults: Option<&crate::params::ServerDefaults>,
+    reset_all: bool,
+    sets: Vec<(String, Option<String>)>,
+) {
+    let default_of = |name: &str| defaults.and_then(|d| d.params.get(name).cloned());
+    if reset_all {
+        for name in UNREPORTED {
+            if let Some(value) = default_of(name) {
+                desired.insert(name.to_string(), value.clone());
+                b.checkout.params.insert(name.to_string(), value);
+            }
+        }
+    }
+    for (name, value) in sets {
+        let Some(tracked) = tracked_name(&name) else {
+            continue;
+        };
+        if !UNREPORTED.contains(&tracked) {
+            continue;
+        }
+        let Some(value) = value.or_else(|| default_of(tracked)) else {
+            continue;
+        };
+        desired.insert(tracked.to_string(), value.clone());
+        b.checkout.params.insert(tracked.to_string(), value);
     }
 }
 

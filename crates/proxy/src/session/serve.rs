@@ -145,6 +145,9 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         force_primary: false,
         write_lsn: None,
         pending_lsn: None,
+        pinned: None,
+        pending_sets: Vec::new(),
+        pending_reset_all: false,
     };
     let end = session.run().await;
     let stats = session.finish(end).await;
