@@ -112,6 +112,40 @@ impl Harness {
         Ok(client)
     }
 
+    /// Connects as `tenant` and delivers the server's notifications (LISTEN/NOTIFY) on a channel.
+    pub async fn connect_listening(
+        &self,
+        tenant: Tenant,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ) {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("localhost")
+            .port(self.addr.port())
+            .user("api")
+            .dbname("app")
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            self.client_tls(self.tenant_files(tenant)),
+        );
+        let (client, mut connection) = config.connect(tls).await.expect("connect through pgcordon");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        let _ = tx.send(n);
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        (client, rx)
+    }
+
     /// A libpq connection string for psql as `tenant`, with verify-full.
     pub fn conninfo(&self, tenant: Tenant) -> String {
         let (cert, key) = self.tenant_files(tenant);
@@ -165,7 +199,13 @@ pub async fn launch(config_path: &std::path::Path) -> RunningProxy {
     let stopped = tokio::spawn(bound.run(async move {
         let _ = rx.await;
     }));
-    RunningProxy { addr, obs, reloader, shutdown: tx, stopped }
+    RunningProxy {
+        addr,
+        obs,
+        reloader,
+        shutdown: tx,
+        stopped,
+    }
 }
 
 /// Like [`launch`], keeping only the address and the shutdown trigger.
