@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use pgcordon_devkit::pki::ClientSpec;
 use pgcordon_e2e::tenants::{
-    admin, connect_as, connect_watched, db_error, issue_client, issue_tenants, rows, seed_rows,
-    simple_value, who_and_count, with_identity, within, ExtraProxy, WHO_AND_COUNT,
+    admin, connect_as, connect_watched, connect_when_upstream_ready, db_error, issue_client,
+    issue_tenants, rows, seed_rows, simple_value, who_and_count, with_identity, within, ExtraProxy,
+    WHO_AND_COUNT,
 };
 use pgcordon_e2e::{sqlstate, Harness, Tenant};
 use tokio_postgres::types::Type;
@@ -360,8 +361,8 @@ async fn an_exhausted_pool_answers_53300_after_the_acquire_timeout() {
             "  mode: transaction\n  size: 1\n  min_idle: 1\n  acquire_timeout: 500ms",
         )
         .await;
-        let a = h.connect(Tenant::A).await;
-        let b = h.connect(Tenant::B).await;
+        let a = connect_when_upstream_ready(&h, Tenant::A).await;
+        let b = connect_when_upstream_ready(&h, Tenant::B).await;
         a.simple_query("BEGIN").await.unwrap();
         assert_eq!(who_and_count(&a).await.unwrap().1, 2);
 

@@ -81,6 +81,27 @@ pub async fn connect_as(h: &Harness, files: &(PathBuf, PathBuf)) -> Client {
         .expect("connect through pgcordon")
 }
 
+/// Connects as `tenant`, retrying while pgcordon answers 08001 (no upstream session could be
+/// opened in time) for up to 10 s. For tests with a short `pool.acquire_timeout`: on a loaded
+/// machine opening the first upstream session can take longer than that (see the report on
+/// `BackendPool::acquire` bounding session creation by the acquire timeout).
+pub async fn connect_when_upstream_ready(h: &Harness, tenant: Tenant) -> Client {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match h
+            .try_connect_with(h.client_tls(h.tenant_files(tenant)), "app")
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) if crate::sqlstate(&e).as_deref() == Some("08001") => {
+                assert!(tokio::time::Instant::now() < deadline, "still 08001: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("connect through pgcordon: {e}"),
+        }
+    }
+}
+
 /// A connection whose connection task can be awaited: an error pgcordon sends outside any
 /// request (a FATAL before closing) ends that task with the server's error, which the client
 /// itself only sees as "connection closed".
