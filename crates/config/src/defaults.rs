@@ -53,6 +53,15 @@ pub const MAX_FRAME_BYTES_LIMIT: u32 = 1024 * 1024 * 1024;
 /// `limits.max_client_connections` default.
 pub const MAX_CLIENT_CONNECTIONS: u32 = 10_000;
 
+/// `limits.idle_in_transaction_timeout`: a client idle inside a transaction holds a pooled
+/// backend that others may be waiting for; a minute is far beyond any interactive pause of an
+/// API request and still bounds the damage of a stuck client.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `identity.proof.setting` and `identity.proof.nonce_setting` defaults.
+pub const PROOF_SETTING: &str = "app.identity_proof";
+pub const PROOF_NONCE_SETTING: &str = "app.identity_nonce";
+
 /// `log.level` default.
 pub const LOG_LEVEL: &str = "info";
 

@@ -31,7 +31,7 @@ pub use address::{Host, HostPort};
 pub use error::{ConfigError, PasswordError, Position, Problem};
 pub use model::{
     Admin, Audit, AuditOutput, ChannelBinding, ClientCertificate, Config, Identity,
-    IdentityPattern, IdentitySource, Limits, Listener, Log, LogFormat, Pool, PoolMode,
+    IdentityPattern, IdentitySource, Limits, Listener, Log, LogFormat, Pool, PoolMode, Proof,
     ReadYourWrites, Replica, Routing, RoutingMode, ServerTls, Shutdown, SubjectAttribute, Upstream,
     UpstreamTls,
 };

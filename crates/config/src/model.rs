@@ -82,6 +82,21 @@ pub struct Identity {
     pub pattern: IdentityPattern,
     /// Custom settings (GUCs) that receive the identity, lower-cased, unique, at least one.
     pub settings: Vec<String>,
+    /// The tamper-proof mode (`identity.proof`), when configured.
+    pub proof: Option<Proof>,
+}
+
+/// The tamper-proof identity mode (`identity.proof`): an HMAC of the identity and a nonce,
+/// keyed by the secret in `key_file`, set beside the identity for the database to verify.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Proof {
+    /// File holding the shared secret (read at start and on reload).
+    pub key_file: PathBuf,
+    /// Setting that receives the proof, lower-cased.
+    pub setting: String,
+    /// Setting that receives the nonce, lower-cased.
+    pub nonce_setting: String,
 }
 
 /// Where in the client certificate the identity is read (`identity.from`).
@@ -266,6 +281,13 @@ pub struct Limits {
     pub max_frame_bytes: u32,
     /// Most client connections open at once.
     pub max_client_connections: u32,
+    /// Most concurrent sessions of one identity; `None` is no limit (`0` in the file).
+    pub max_connections_per_identity: Option<u32>,
+    /// Idle time between transactions after which a client is disconnected; `None` is never.
+    pub client_idle_timeout: Option<Duration>,
+    /// Idle time inside a transaction after which a client is disconnected and its transaction
+    /// rolled back; `None` is never.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 /// Logging (`log`).

@@ -65,6 +65,15 @@ pub(crate) struct RawIdentity {
     pub attribute: Option<String>,
     pub pattern: String,
     pub settings: Option<Vec<String>>,
+    pub proof: Option<RawProof>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProof {
+    pub key_file: String,
+    pub setting: Option<String>,
+    pub nonce_setting: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +127,9 @@ pub(crate) struct RawLimits {
     pub startup_timeout: Option<PositiveDuration>,
     pub max_frame_bytes: Option<ByteSize>,
     pub max_client_connections: Option<Int>,
+    pub max_connections_per_identity: Option<Int>,
+    pub client_idle_timeout: Option<AnyDuration>,
+    pub idle_in_transaction_timeout: Option<AnyDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -148,6 +148,14 @@ fn every_key_is_documented_and_in_the_full_example() {
         ("listen[].", insert("  - address: 127.0.0.1:6432\n", "    ")),
         ("tls.", insert("\ntls:\n", "  ")),
         ("identity.", insert("identity:\n", "  ")),
+        (
+            "identity.proof.",
+            minimal.replacen(
+                "identity:\n",
+                "identity:\n  proof:\n    key_file: k\n    zz_unknown: 1\n",
+                1,
+            ),
+        ),
         ("upstream.", insert("upstream:\n", "  ")),
         ("upstream.tls.", insert("  tls:\n", "    ")),
         (

@@ -119,17 +119,21 @@ impl BackendPool {
     /// [`AcquireError::Timeout`] when every session stayed busy, [`AcquireError::Upstream`] when
     /// a new one could not be opened.
     pub async fn acquire(&self) -> Result<Checkout, AcquireError> {
+        // The acquire timeout bounds waiting for a free slot. Opening a new session is bounded
+        // by the upstream connect timeout instead (the connector applies it): cutting a TLS and
+        // SCRAM exchange short at the acquire timeout would throw away the session half made,
+        // and a pool whose sessions take longer to open than that would never get one.
         let wait = self.settings.acquire_timeout;
         let timeouts = Timeouts {
             wait: Some(wait),
             create: None,
             recycle: Some(wait),
         };
-        match tokio::time::timeout(wait, self.inner.timeout_get(&timeouts)).await {
-            Ok(Ok(checkout)) => Ok(checkout),
-            Ok(Err(PoolError::Backend(e))) => Err(AcquireError::Upstream(e)),
-            Ok(Err(PoolError::Closed)) => Err(AcquireError::Closed),
-            Ok(Err(_)) | Err(_) => Err(AcquireError::Timeout(wait)),
+        match self.inner.timeout_get(&timeouts).await {
+            Ok(checkout) => Ok(checkout),
+            Err(PoolError::Backend(e)) => Err(AcquireError::Upstream(e)),
+            Err(PoolError::Closed) => Err(AcquireError::Closed),
+            Err(_) => Err(AcquireError::Timeout(wait)),
         }
     }
 

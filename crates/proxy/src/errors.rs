@@ -42,6 +42,12 @@ pub enum ClientError {
     Shutdown,
     /// Too many client connections.
     TooManyConnections,
+    /// Too many concurrent sessions of this identity.
+    TooManyForIdentity,
+    /// Idle between transactions past `limits.client_idle_timeout`.
+    IdleSessionTimeout,
+    /// Idle inside a transaction past `limits.idle_in_transaction_timeout`.
+    IdleInTransactionTimeout,
 }
 
 impl ClientError {
@@ -56,7 +62,11 @@ impl ClientError {
             ClientError::Protocol(_) | ClientError::FrameTooLarge(_) => "08P01",
             ClientError::DuplicateStatement(_) => "42P05",
             ClientError::UnknownStatement(_) => "26000",
-            ClientError::PoolTimeout | ClientError::TooManyConnections => "53300",
+            ClientError::PoolTimeout
+            | ClientError::TooManyConnections
+            | ClientError::TooManyForIdentity => "53300",
+            ClientError::IdleSessionTimeout => "57P05",
+            ClientError::IdleInTransactionTimeout => "25P03",
             ClientError::UpstreamUnavailable => "08001",
             ClientError::UpstreamLost(_) => "08006",
             ClientError::Shutdown => "57P01",
@@ -118,6 +128,17 @@ impl ClientError {
             }
             ClientError::Shutdown => "pgcordon is shutting down".into(),
             ClientError::TooManyConnections => "pgcordon: too many client connections".into(),
+            ClientError::TooManyForIdentity => {
+                "pgcordon: too many connections for this client identity".into()
+            }
+            ClientError::IdleSessionTimeout => {
+                "terminating connection due to idle-session timeout (pgcordon)".into()
+            }
+            ClientError::IdleInTransactionTimeout => {
+                "terminating connection due to idle-in-transaction timeout (pgcordon); the \
+                 transaction was rolled back"
+                    .into()
+            }
         }
     }
 

@@ -47,9 +47,53 @@ pub(crate) struct Shared {
     /// Target names for the audit trail, by target index.
     pub(crate) target_names: Vec<Arc<str>>,
     pub(crate) phase: watch::Sender<Phase>,
+    /// Open sessions per identity, for `limits.max_connections_per_identity`.
+    per_identity: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
     pub(crate) cancels: crate::cancel::CancelRegistry,
     defaults: OnceCell<Arc<ServerDefaults>>,
     next_conn_id: AtomicU64,
+}
+
+/// A client's claim on its identity's connection budget; released on drop.
+pub(crate) struct IdentityClaim {
+    shared: Arc<Shared>,
+    identity: Arc<str>,
+}
+
+impl Drop for IdentityClaim {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.shared.per_identity.lock() {
+            if let Some(n) = counts.get_mut(&self.identity) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&self.identity);
+                }
+            }
+        }
+    }
+}
+
+/// Claims one session of `identity` within `limits.max_connections_per_identity`.
+pub(crate) fn claim_identity(
+    shared: &Arc<Shared>,
+    identity: &Arc<str>,
+) -> Result<Option<IdentityClaim>, ClientError> {
+    let Some(max) = shared.settings.limits.max_connections_per_identity else {
+        return Ok(None);
+    };
+    let mut counts = shared
+        .per_identity
+        .lock()
+        .map_err(|_| ClientError::TooManyForIdentity)?;
+    let n = counts.entry(identity.clone()).or_insert(0);
+    if *n >= max {
+        return Err(ClientError::TooManyForIdentity);
+    }
+    *n += 1;
+    Ok(Some(IdentityClaim {
+        shared: shared.clone(),
+        identity: identity.clone(),
+    }))
 }
 
 impl Shared {
@@ -175,6 +219,7 @@ impl Proxy {
             obs,
             target_names,
             phase: watch::Sender::new(Phase::Running),
+            per_identity: Default::default(),
             cancels: Default::default(),
             defaults: OnceCell::new(),
             next_conn_id: AtomicU64::new(1),
@@ -325,7 +370,32 @@ fn maintenance_period(shared: &Shared) -> std::time::Duration {
     )
 }
 
+/// Connections refused for being over the limit are still told why (after TLS, as the server
+/// does), but only this many at once; beyond that they are closed without a word.
+const MAX_CONCURRENT_REFUSALS: usize = 64;
+
+fn refuse_over_limit(tcp: tokio::net::TcpStream, shared: &Arc<Shared>, refusals: &Arc<Semaphore>) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.load_full());
+        let timeout = shared.settings.handshake_timeout;
+        let established =
+            tokio::time::timeout(timeout, crate::handshake::establish(tcp, &acceptor));
+        if let Ok(Ok(mut e)) = established.await {
+            let mut out = bytes::BytesMut::new();
+            ClientError::TooManyConnections.write_fatal(&mut out);
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut e.stream, &out).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut e.stream).await;
+        }
+        drop(permit);
+    });
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    let refusals = Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -338,7 +408,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(client.addr = %peer, "connection refused: max_client_connections reached");
-            drop(tcp);
+            refuse_over_limit(tcp, &shared, &refusals);
             continue;
         };
         let _ = tcp.set_nodelay(true);

@@ -22,9 +22,15 @@ pub struct ProxySettings {
     pub listen: Vec<SocketAddr>,
     pub tls: Arc<rustls::ServerConfig>,
     pub identity: IdentityRule,
-    /// Settings that receive the identity (e.g. app.current_user_id) and that clients may not
-    /// change.
+    /// Settings that receive the identity (e.g. app.current_user_id).
+    pub identity_settings: Vec<String>,
+    /// Settings clients may not change: the identity settings and, in proof mode, the proof and
+    /// nonce settings.
     pub protected_settings: Vec<String>,
+    /// Tamper-proof identity: a proof the database can verify is set beside the identity.
+    pub proof: Option<ProofSettings>,
+    /// Per-client limits.
+    pub limits: ClientLimits,
     /// The database name clients must ask for.
     pub client_database: String,
     pub pool_mode: PoolMode,
@@ -48,6 +54,58 @@ pub struct ProxySettings {
     pub upstream_tls_files: pgcordon_tls::UpstreamTlsSettings,
 }
 
+/// The tamper-proof identity mode: besides the identity, pgcordon sets a fresh nonce and an
+/// HMAC-SHA256 over `identity ":" nonce` keyed by a secret only it and the database's verifying
+/// function know (docs/sql/tamper-proof.sql). An identity changed by any path the statement guard
+/// cannot see (a function, dynamic SQL) then no longer verifies, and the policies see no identity.
+#[derive(Clone)]
+pub struct ProofSettings {
+    pub key: ring::hmac::Key,
+    /// The setting that receives the proof (hex).
+    pub setting: String,
+    /// The setting that receives the nonce (hex).
+    pub nonce_setting: String,
+}
+
+impl std::fmt::Debug for ProofSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofSettings")
+            .field("setting", &self.setting)
+            .field("nonce_setting", &self.nonce_setting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProofSettings {
+    /// The nonce and proof for `identity`: a fresh random nonce each time.
+    pub fn prove(&self, identity: &str) -> (String, String) {
+        let mut nonce = [0u8; 16];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+        let nonce = hex(&nonce);
+        let mut ctx = ring::hmac::Context::with_key(&self.key);
+        ctx.update(identity.as_bytes());
+        ctx.update(b":");
+        ctx.update(nonce.as_bytes());
+        (nonce, hex(ctx.sign().as_ref()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Limits on client sessions; `None` is no limit.
+#[derive(Debug, Clone, Default)]
+pub struct ClientLimits {
+    /// Most concurrent sessions of one identity.
+    pub max_connections_per_identity: Option<usize>,
+    /// A client idle between transactions this long is disconnected (57P05).
+    pub idle_timeout: Option<Duration>,
+    /// A client idle inside a transaction this long is disconnected and its transaction rolled
+    /// back (25P03): it holds a pooled backend others may be waiting for.
+    pub idle_in_transaction_timeout: Option<Duration>,
+}
+
 /// One replica target.
 #[derive(Debug, Clone)]
 pub struct ReplicaSettings {
@@ -69,9 +127,38 @@ pub enum SettingsError {
     Guard(String),
 }
 
+/// Reads the proof key: the file's text without surrounding white space.
+fn load_proof(p: &pgcordon_config::Proof) -> Result<ProofSettings, LoadError> {
+    let text = std::fs::read_to_string(&p.key_file).map_err(|source| LoadError::ProofKey {
+        path: p.key_file.clone(),
+        detail: source.to_string(),
+    })?;
+    let secret = text.trim();
+    // Shorter secrets make the HMAC guessable offline from one observed proof.
+    if secret.len() < 32 {
+        return Err(LoadError::ProofKey {
+            path: p.key_file.clone(),
+            detail: format!(
+                "the secret has {} bytes; at least 32 are required",
+                secret.len()
+            ),
+        });
+    }
+    Ok(ProofSettings {
+        key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()),
+        setting: p.setting.clone(),
+        nonce_setting: p.nonce_setting.clone(),
+    })
+}
+
 /// Why a validated configuration could not be loaded into settings (its files are read here).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("identity.proof.key_file {path}: {detail}")]
+    ProofKey {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     #[error("tls: {0}")]
     Tls(#[from] pgcordon_tls::TlsError),
     #[error("identity: {0}")]
@@ -167,11 +254,19 @@ impl ProxySettings {
         }
         let r = &cfg.routing;
 
+        let proof = cfg.identity.proof.as_ref().map(load_proof).transpose()?;
+        let mut protected_settings = cfg.identity.settings.clone();
+        if let Some(p) = &proof {
+            protected_settings.push(p.setting.clone());
+            protected_settings.push(p.nonce_setting.clone());
+        }
+
         Ok(ProxySettings {
             listen: cfg.listen.iter().map(|l| l.address).collect(),
             tls,
             identity,
-            protected_settings: cfg.identity.settings.clone(),
+            identity_settings: cfg.identity.settings.clone(),
+            protected_settings,
             client_database: up.client_database.clone(),
             pool_mode: match cfg.pool.mode {
                 c::PoolMode::Transaction => PoolMode::Transaction,
@@ -188,6 +283,15 @@ impl ProxySettings {
                 acquire_timeout: cfg.pool.acquire_timeout,
                 server_lifetime: cfg.pool.server_lifetime,
                 idle_timeout: cfg.pool.idle_timeout,
+            },
+            proof,
+            limits: ClientLimits {
+                max_connections_per_identity: cfg
+                    .limits
+                    .max_connections_per_identity
+                    .map(|n| n as usize),
+                idle_timeout: cfg.limits.client_idle_timeout,
+                idle_in_transaction_timeout: cfg.limits.idle_in_transaction_timeout,
             },
             replicas,
             routing: crate::route::RouteSettings {

@@ -8,8 +8,8 @@ use regex::Regex;
 
 use super::Check;
 use crate::defaults;
-use crate::model::{Identity, IdentityPattern, IdentitySource, SubjectAttribute};
-use crate::raw::{RawIdentity, RawIdentityFrom};
+use crate::model::{Identity, IdentityPattern, IdentitySource, Proof, SubjectAttribute};
+use crate::raw::{RawIdentity, RawIdentityFrom, RawProof};
 
 /// Short names accepted for `identity.attribute`, with their OIDs (X.520 and PKCS #9).
 const ATTRIBUTES: [(&str, &str); 9] = [
@@ -29,10 +29,60 @@ impl Check {
         let from = self.identity_source(raw.from, raw.attribute.as_deref());
         let pattern = self.pattern(&raw.pattern);
         let settings = self.settings(raw.settings);
+        let proof = match raw.proof {
+            None => Some(None),
+            Some(proof) => self
+                .proof(proof, settings.as_deref().unwrap_or_default())
+                .map(Some),
+        };
         Some(Identity {
             from: from?,
             pattern: pattern?,
             settings: settings?,
+            proof: proof?,
+        })
+    }
+
+    fn proof(&mut self, raw: RawProof, identity_settings: &[String]) -> Option<Proof> {
+        let key_file = self.path("identity.proof.key_file", &raw.key_file);
+        let mut name = |key: &str, value: Option<String>, default: &str| {
+            let value = value
+                .unwrap_or_else(|| default.to_owned())
+                .to_ascii_lowercase();
+            if !is_custom_setting(&value) {
+                self.add(key, "a custom setting name like app.identity_proof", value);
+                return None;
+            }
+            if identity_settings.contains(&value) {
+                self.add(key, "a setting other than the identity settings", value);
+                return None;
+            }
+            Some(value)
+        };
+        let setting = name(
+            "identity.proof.setting",
+            raw.setting,
+            defaults::PROOF_SETTING,
+        );
+        let nonce = name(
+            "identity.proof.nonce_setting",
+            raw.nonce_setting,
+            defaults::PROOF_NONCE_SETTING,
+        );
+        if let (Some(a), Some(b)) = (&setting, &nonce) {
+            if a == b {
+                self.add(
+                    "identity.proof.nonce_setting",
+                    "a setting other than identity.proof.setting",
+                    b.clone(),
+                );
+                return None;
+            }
+        }
+        Some(Proof {
+            key_file: key_file?,
+            setting: setting?,
+            nonce_setting: nonce?,
         })
     }
 

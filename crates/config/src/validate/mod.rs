@@ -15,6 +15,7 @@ mod upstream;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::defaults;
 use crate::error::{ConfigError, Problem};
@@ -255,12 +256,28 @@ impl Check {
             defaults::MAX_CLIENT_CONNECTIONS,
             1..=u32::MAX,
         );
+        let per_identity = self.ranged(
+            "limits.max_connections_per_identity",
+            raw.max_connections_per_identity,
+            0,
+            0..=u32::MAX,
+        );
+        let optional = |d: Option<crate::units::AnyDuration>, default: Duration| {
+            let d = d.map_or(default, |d| d.0);
+            (!d.is_zero()).then_some(d)
+        };
         Some(Limits {
             startup_timeout: raw
                 .startup_timeout
                 .map_or(defaults::STARTUP_TIMEOUT, |d| d.0),
             max_frame_bytes: max_frame_bytes?,
             max_client_connections: max_client_connections?,
+            max_connections_per_identity: Some(per_identity?).filter(|n| *n > 0),
+            client_idle_timeout: optional(raw.client_idle_timeout, Duration::ZERO),
+            idle_in_transaction_timeout: optional(
+                raw.idle_in_transaction_timeout,
+                defaults::IDLE_IN_TRANSACTION_TIMEOUT,
+            ),
         })
     }
 

@@ -10,6 +10,7 @@ mod loading;
 mod operations;
 mod parsing;
 mod pool_limits;
+mod proof_limits;
 mod routing;
 mod upstream;
 

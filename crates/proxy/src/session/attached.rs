@@ -171,12 +171,18 @@ impl Attached {
         &mut self,
         identity: &Arc<str>,
         desired: &BTreeMap<String, String>,
-        protected: &[String],
+        identity_settings: &[String],
+        proof: Option<&crate::settings::ProofSettings>,
     ) {
         let mut assignments: Vec<(String, String)> = Vec::new();
         if self.checkout.identity.as_deref() != Some(&**identity) {
-            for setting in protected {
+            for setting in identity_settings {
                 assignments.push((setting.clone(), identity.to_string()));
+            }
+            if let Some(proof) = proof {
+                let (nonce, signature) = proof.prove(identity);
+                assignments.push((proof.nonce_setting.clone(), nonce));
+                assignments.push((proof.setting.clone(), signature));
             }
         }
         for (name, value) in desired {

@@ -375,12 +375,18 @@ impl Session<'_> {
             }
             self.backend = Some(Attached::new(checkout, routed));
         }
-        let protected = &self.shared.settings.protected_settings;
+        let settings = &self.shared.settings;
         let Some(b) = self.backend.as_mut() else {
             return Err(ClientError::Shutdown);
         };
         if b.at_transaction_start() {
-            b.apply_identity(&self.identity, &self.desired, protected);
+            let proof = settings.proof.as_ref();
+            b.apply_identity(
+                &self.identity,
+                &self.desired,
+                &settings.identity_settings,
+                proof,
+            );
             b.tx = Some(TxStats::new(b.checkout.backend.process_id, b.target));
         }
         Ok(b)

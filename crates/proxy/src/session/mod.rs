@@ -399,6 +399,24 @@ impl Session<'_> {
             Phase::Draining if !between_transactions => {}
             _ => return Err(End::Fatal(ClientError::Shutdown)),
         }
+        // Waiting on the client between transactions, or inside one with nothing outstanding.
+        let limits = &self.shared.settings.limits;
+        let idle_limit = match self.backend.as_ref() {
+            _ if between_transactions => limits
+                .idle_timeout
+                .map(|d| (d, ClientError::IdleSessionTimeout)),
+            Some(b) if b.queue.is_empty() && b.to_backend.is_empty() => limits
+                .idle_in_transaction_timeout
+                .map(|d| (d, ClientError::IdleInTransactionTimeout)),
+            _ => None,
+        };
+        let idle_after = idle_limit.as_ref().map(|(after, _)| *after);
+        let idle = async {
+            match idle_after {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
         let Session {
             client,
             client_in,
@@ -410,6 +428,7 @@ impl Session<'_> {
             None => tokio::select! {
                 read = client.read_buf(client_in) => Input::Client(read),
                 _ = phase.changed() => Input::Phase,
+                _ = idle => Input::Idle,
             },
             Some(b) => {
                 let backend = &mut b.checkout.backend;
@@ -417,9 +436,14 @@ impl Session<'_> {
                     read = client.read_buf(client_in) => Input::Client(read),
                     read = backend.stream.read_buf(&mut backend.read_buf) => Input::Backend(read),
                     _ = phase.changed() => Input::Phase,
+                    _ = idle => Input::Idle,
                 }
             }
         };
+        if let (Input::Idle, Some((_, err))) = (&read, idle_limit) {
+            tracing::info!(code = err.sqlstate(), "closing an idle client");
+            return Err(End::Fatal(err));
+        }
         match read {
             Input::Client(Ok(0) | Err(_)) => Err(End::ClientGone),
             Input::Client(Ok(n)) => {
@@ -433,7 +457,7 @@ impl Session<'_> {
             }
             Input::Backend(Ok(0)) => Err(End::BackendLost("server closed the connection".into())),
             Input::Backend(Err(e)) => Err(End::BackendLost(format!("read failed: {e}"))),
-            Input::Backend(Ok(_)) | Input::Phase => Ok(()),
+            Input::Backend(Ok(_)) | Input::Phase | Input::Idle => Ok(()),
         }
     }
 
@@ -554,6 +578,7 @@ enum Input {
     Client(std::io::Result<usize>),
     Backend(std::io::Result<usize>),
     Phase,
+    Idle,
 }
 
 /// How long a terminating client's last statements may take to complete before the backend

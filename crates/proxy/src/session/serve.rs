@@ -103,6 +103,20 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
             return;
         }
     };
+    let _claim = match crate::listener::claim_identity(shared, &ctx.identity) {
+        Ok(claim) => claim,
+        Err(err) => {
+            tracing::warn!(client.addr = %peer, identity = %ctx.identity,
+                "client refused: too many sessions for this identity");
+            audit_refused(shared, conn_id, peer, Cow::Borrowed("identity_limit"));
+            shared.cancels.unregister(ctx.cancel_key);
+            out.clear();
+            err.write_fatal(&mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
     metrics.attempt(Attempt::Accepted);
     shared.obs.audit.connection_accepted(ConnectionAccepted {
         conn: conn_id,
