@@ -36,7 +36,8 @@ impl ProxyHandle {
         let (addr, shutdown) = runtime.block_on(async {
             let config = pgcordon_config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
             let settings = pgcordon_proxy::ProxySettings::from_config(&config)?;
-            let proxy = pgcordon_proxy::Proxy::new(settings)?;
+            let proxy =
+                pgcordon_proxy::Proxy::new(settings, pgcordon_proxy::Observability::detached())?;
             let bound = proxy.bind().await?;
             let addr = *bound
                 .local_addrs()
