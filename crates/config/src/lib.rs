@@ -30,10 +30,10 @@ use std::path::Path;
 pub use address::{Host, HostPort};
 pub use error::{ConfigError, PasswordError, Position, Problem};
 pub use model::{
-    Admin, Audit, AuditOutput, ChannelBinding, ClientCertificate, Config, Identity,
-    IdentityPattern, IdentitySource, Limits, Listener, Log, LogFormat, Pool, PoolMode, Proof,
-    ReadYourWrites, Replica, Routing, RoutingMode, ServerTls, Shutdown, SubjectAttribute, Upstream,
-    UpstreamTls,
+    Admin, Audit, AuditOutput, ChannelBinding, ClientCertificate, Config, Guard, GuardAllow,
+    Identity, IdentityPattern, IdentitySource, Limits, Listener, Log, LogFormat, Pool, PoolMode,
+    Proof, ReadYourWrites, Replica, Routing, RoutingMode, ServerTls, Shutdown, SubjectAttribute,
+    Upstream, UpstreamTls,
 };
 pub use secret::{PasswordSource, Secret};
 pub use units::{format_byte_size, format_duration, parse_byte_size, parse_duration, UnitError};

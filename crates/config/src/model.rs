@@ -46,6 +46,8 @@ pub struct Config {
     pub routing: Routing,
     /// Shutdown behaviour.
     pub shutdown: Shutdown,
+    /// The statement guard's policy.
+    pub guard: Guard,
 }
 
 /// One listening address (`listen[]`).
@@ -351,6 +353,39 @@ pub struct Shutdown {
     pub drain_timeout: Duration,
 }
 
+/// The statement guard (`guard`). Statements that touch the identity settings are always
+/// refused; this section only widens what else passes.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Guard {
+    /// Privileged statement kinds let through, each once, in file order; empty (the default)
+    /// refuses them all.
+    pub allow: Vec<GuardAllow>,
+}
+
+/// A privileged statement kind that `guard.allow` can let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuardAllow {
+    /// `SET ROLE`, `RESET ROLE`, `SET role = ...`, `set_config('role', ...)`.
+    SetRole,
+    /// `SET SESSION AUTHORIZATION`, `RESET SESSION AUTHORIZATION`, `session_authorization`.
+    SetSessionAuthorization,
+    /// `ALTER ROLE`, `ALTER USER`, `ALTER GROUP` in every form.
+    AlterRole,
+    /// `ALTER SYSTEM`.
+    AlterSystem,
+}
+
+impl GuardAllow {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [GuardAllow; 4] = [
+        GuardAllow::SetRole,
+        GuardAllow::SetSessionAuthorization,
+        GuardAllow::AlterRole,
+        GuardAllow::AlterSystem,
+    ];
+}
+
 /// Read routing (`routing`).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -430,4 +465,10 @@ yaml_names! {
         Auto => "auto"
     }
     ReadYourWrites { Off => "off", Connection => "connection", Identity => "identity" }
+    GuardAllow {
+        SetRole => "set_role",
+        SetSessionAuthorization => "set_session_authorization",
+        AlterRole => "alter_role",
+        AlterSystem => "alter_system"
+    }
 }

@@ -30,6 +30,8 @@ pub(crate) struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub guard: RawGuard,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +167,12 @@ pub(crate) struct RawRouting {
     pub read_your_writes: Option<ReadYourWrites>,
     pub read_your_writes_wait: Option<AnyDuration>,
     pub allow_functions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuard {
+    pub allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

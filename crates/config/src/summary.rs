@@ -116,6 +116,7 @@ impl Config {
             self.log.format, self.log.level
         );
         let _ = writeln!(out, "{}", self.routing_summary());
+        let _ = writeln!(out, "{}", self.guard_summary());
         let _ = write!(out, "{}", self.operations_summary());
         out
     }
@@ -182,5 +183,18 @@ impl Config {
             "operations: {admin}, {audit}, drain timeout {}",
             dur(self.shutdown.drain_timeout)
         )
+    }
+}
+
+impl Config {
+    /// One line for the `guard` section: which privileged statement kinds pass.
+    fn guard_summary(&self) -> String {
+        if self.guard.allow.is_empty() {
+            return "guard: SET ROLE, SET SESSION AUTHORIZATION, ALTER ROLE and ALTER SYSTEM \
+                    refused"
+                .to_owned();
+        }
+        let names: Vec<&str> = self.guard.allow.iter().map(|k| k.as_str()).collect();
+        format!("guard: allows {}", names.join(", "))
     }
 }

@@ -92,6 +92,10 @@ fn examples_show_what_their_names_promise() {
 
     assert_eq!(full.routing.mode, RoutingMode::Off);
     assert!(full.upstream.replicas.is_empty());
+    assert!(
+        full.guard.allow.is_empty(),
+        "the full example keeps the default guard"
+    );
 
     // The minimal example shows the defaults: no admin listener, no audit, no routing.
     let minimal = load(&dir.join("minimal.yaml")).unwrap();
@@ -177,6 +181,7 @@ fn every_key_is_documented_and_in_the_full_example() {
             "shutdown.",
             format!("{minimal}shutdown:\n  zz_unknown: 1\n"),
         ),
+        ("guard.", format!("{minimal}guard:\n  zz_unknown: 1\n")),
     ];
 
     let docs = std::fs::read_to_string(example_dir().join("../docs/configuration.md")).unwrap();
@@ -197,6 +202,6 @@ fn every_key_is_documented_and_in_the_full_example() {
             count += 1;
         }
     }
-    // The schema has 66 keys; a much smaller count would mean the key lists were not read.
+    // The schema has 67 keys; a much smaller count would mean the key lists were not read.
     assert!(count >= 60, "only {count} keys found");
 }

@@ -201,6 +201,14 @@ label_enum! {
         CodeBodyMention => "code_body_mention",
         /// A text that may mention a protected setting but does not parse.
         UnparsableMention => "unparsable_mention",
+        /// SET ROLE, RESET ROLE and other changes of `role`, not allowed by `guard.allow`.
+        SetRole => "set_role",
+        /// SET/RESET SESSION AUTHORIZATION, not allowed by `guard.allow`.
+        SetSessionAuthorization => "set_session_authorization",
+        /// ALTER ROLE / USER / GROUP, not allowed by `guard.allow`.
+        AlterRole => "alter_role",
+        /// ALTER SYSTEM, not allowed by `guard.allow`.
+        AlterSystem => "alter_system",
         /// A startup `options` value that touches a protected setting.
         StartupOption => "startup_option",
     }

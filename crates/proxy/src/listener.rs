@@ -160,7 +160,7 @@ impl Proxy {
     /// # Errors
     /// Invalid pool or guard settings.
     pub fn new(settings: ProxySettings, obs: Observability) -> Result<Proxy, SettingsError> {
-        let guard = Guard::new(&settings.protected_settings)
+        let guard = Guard::with_policy(&settings.protected_settings, settings.guard_policy)
             .map_err(|e| SettingsError::Guard(e.to_string()))?;
         let primary = TargetSpec {
             name: "primary".into(),

@@ -89,6 +89,10 @@ pub fn statement_refusal(reason: RefusalReason) -> StatementRefusal {
         RefusalReason::SettingsViewUpdate => StatementRefusal::SettingsViewUpdate,
         RefusalReason::CodeBodyMention => StatementRefusal::CodeBodyMention,
         RefusalReason::UnparsableMention => StatementRefusal::UnparsableMention,
+        RefusalReason::SetRole => StatementRefusal::SetRole,
+        RefusalReason::SetSessionAuthorization => StatementRefusal::SetSessionAuthorization,
+        RefusalReason::AlterRole => StatementRefusal::AlterRole,
+        RefusalReason::AlterSystem => StatementRefusal::AlterSystem,
     }
 }
 

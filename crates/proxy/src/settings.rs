@@ -27,6 +27,8 @@ pub struct ProxySettings {
     /// Settings clients may not change: the identity settings and, in proof mode, the proof and
     /// nonce settings.
     pub protected_settings: Vec<String>,
+    /// The privileged statement kinds (`SET ROLE`, `ALTER ROLE`, ...) clients may run.
+    pub guard_policy: pgcordon_sql::GuardPolicy,
     /// Tamper-proof identity: a proof the database can verify is set beside the identity.
     pub proof: Option<ProofSettings>,
     /// Per-client limits.
@@ -125,6 +127,23 @@ pub enum SettingsError {
     Pool(String),
     #[error("invalid guard settings: {0}")]
     Guard(String),
+}
+
+/// The guard policy of `guard.allow`: the configuration and the guard name the same kinds.
+fn guard_policy(guard: &pgcordon_config::Guard) -> pgcordon_sql::GuardPolicy {
+    use pgcordon_config::GuardAllow as A;
+    use pgcordon_sql::PrivilegedStatement as P;
+    guard
+        .allow
+        .iter()
+        .fold(pgcordon_sql::GuardPolicy::refuse_all(), |policy, kind| {
+            policy.allow(match kind {
+                A::SetRole => P::SetRole,
+                A::SetSessionAuthorization => P::SetSessionAuthorization,
+                A::AlterRole => P::AlterRole,
+                A::AlterSystem => P::AlterSystem,
+            })
+        })
 }
 
 /// Reads the proof key: the file's text without surrounding white space.
@@ -267,6 +286,7 @@ impl ProxySettings {
             identity,
             identity_settings: cfg.identity.settings.clone(),
             protected_settings,
+            guard_policy: guard_policy(&cfg.guard),
             client_database: up.client_database.clone(),
             pool_mode: match cfg.pool.mode {
                 c::PoolMode::Transaction => PoolMode::Transaction,

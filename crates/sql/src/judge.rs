@@ -13,6 +13,7 @@ use pg_query::protobuf::{DiscardMode, VariableSetKind};
 
 use crate::names::ProtectedNames;
 use crate::node_tree::Tree;
+use crate::policy::{self, GuardPolicy};
 use crate::prefilter::Prefilter;
 use crate::verdict::{Refusal, RefusalReason, Verdict};
 
@@ -23,6 +24,7 @@ const SET_CONFIG: &str = "set_config";
 /// What the walk needs to judge one tree.
 pub(crate) struct Judge<'g> {
     pub(crate) names: &'g ProtectedNames,
+    pub(crate) policy: GuardPolicy,
     pub(crate) prefilter: &'g Prefilter,
 }
 
@@ -39,14 +41,20 @@ impl Judge<'_> {
     }
 
     /// Visits every value of the tree depth-first (explicit stack, so nesting costs heap, not
-    /// call stack) and returns the first message that refuses the text.
+    /// call stack) and returns the first message that refuses the text. A refusal about a
+    /// protected setting wins over a policy refusal found earlier, since it names what is
+    /// at stake for the identity.
     fn first_refusal(&self, tree: &Tree) -> Option<Refusal> {
+        let mut by_policy: Option<Refusal> = None;
         let mut stack = vec![tree];
         while let Some(value) = stack.pop() {
             match value {
                 Tree::Message { kind, fields } => {
                     if let Some(refusal) = self.judge_message(kind, value) {
                         return Some(refusal);
+                    }
+                    if by_policy.is_none() {
+                        by_policy = self.judge_policy(kind, value);
                     }
                     // A call's name was judged by `judge_call`: its `set_config` identifier is
                     // a direct call, not an indirect reference.
@@ -65,7 +73,30 @@ impl Judge<'_> {
                 Tree::Text(_) | Tree::Int(_) | Tree::Flag(_) | Tree::Empty => {}
             }
         }
-        None
+        by_policy
+    }
+
+    /// The policy's verdict on one message: a privileged statement kind the policy refuses,
+    /// as a statement, a nested `SET` clause, a `set_config('role', ...)` call, or a mention
+    /// in a DO block or function body.
+    fn judge_policy(&self, kind: &str, message: &Tree) -> Option<Refusal> {
+        let found = match kind {
+            "FuncCall" => set_config_name(message).and_then(policy::setting_kind),
+            "DoStmt" => return self.policy_in_bodies(message.field("args")?),
+            "CreateFunctionStmt" => return self.policy_in_bodies(message.field("options")?),
+            _ => policy::message_kind(kind, message),
+        }?;
+        let refused = !self.policy.allows(found);
+        refused.then(|| Refusal::about_statement(found, false))
+    }
+
+    /// A body whose text could run a refused kind (`SET ROLE` inside PL/pgSQL, or `EXECUTE
+    /// 'ALTER SYSTEM ...'`): like the identity rule for bodies, judged on the text.
+    fn policy_in_bodies(&self, options: &Tree) -> Option<Refusal> {
+        let found = as_options(options)
+            .flat_map(body_texts)
+            .find_map(|text| self.prefilter.refused_kind_in(text))?;
+        Some(Refusal::about_statement(found, true))
     }
 
     /// Judges one message by its type; `None` means nothing here refuses the text.
@@ -91,14 +122,7 @@ impl Judge<'_> {
     /// `set_config(name, value, is_local)`: refused when the name is protected, or when it is
     /// not a string constant, since then the guard cannot know which setting it changes.
     fn judge_call(&self, call: &Tree) -> Option<Refusal> {
-        let funcname = call.field("funcname")?.items();
-        let last = string_node(funcname.last()?)?;
-        if !last.eq_ignore_ascii_case(SET_CONFIG) {
-            return None;
-        }
-
-        // Without arguments nothing is set (and PostgreSQL rejects the call).
-        let first_arg = call.field("args")?.items().first()?;
+        let first_arg = set_config_first_arg(call)?;
         let Some(name) = constant_name(first_arg) else {
             return Some(self.about_any(RefusalReason::SetConfigDynamicName));
         };
@@ -134,14 +158,7 @@ impl Judge<'_> {
     /// (PL/pgSQL, SQL kept as a string, ...). The guard cannot follow it (the code can build
     /// SQL at run time), so a body that could mention a protected setting is refused.
     fn judge_bodies(&self, options: &Tree) -> Option<Refusal> {
-        let bodies = options
-            .items()
-            .iter()
-            .map(Tree::unwrap_node)
-            .filter(|elem| elem.kind() == Some("DefElem"))
-            .filter(|elem| elem.field("defname").and_then(Tree::text) == Some("as"))
-            .filter_map(|elem| elem.field("arg"));
-        for body in bodies {
+        for body in as_options(options) {
             if body_texts(body).any(|text| self.prefilter.could_mention(text)) {
                 return Some(self.about_any(RefusalReason::CodeBodyMention));
             }
@@ -171,6 +188,34 @@ fn resets_identity(tree: &Tree) -> bool {
             }
             _ => false,
         })
+}
+
+/// The first argument of a `set_config(...)` call; `None` for other calls and for a call
+/// without arguments (nothing is set, and PostgreSQL rejects it).
+fn set_config_first_arg(call: &Tree) -> Option<&Tree> {
+    let funcname = call.field("funcname")?.items();
+    let last = string_node(funcname.last()?)?;
+    if !last.eq_ignore_ascii_case(SET_CONFIG) {
+        return None;
+    }
+    call.field("args")?.items().first()
+}
+
+/// The constant setting name given to a `set_config(...)` call, if there is one. A name
+/// that is not a constant is refused by the identity rules whatever the policy says.
+fn set_config_name(call: &Tree) -> Option<&str> {
+    constant_name(set_config_first_arg(call)?)
+}
+
+/// The code of the `AS` options of DO or CREATE FUNCTION/PROCEDURE.
+fn as_options(options: &Tree) -> impl Iterator<Item = &Tree> {
+    options
+        .items()
+        .iter()
+        .map(Tree::unwrap_node)
+        .filter(|elem| elem.kind() == Some("DefElem"))
+        .filter(|elem| elem.field("defname").and_then(Tree::text) == Some("as"))
+        .filter_map(|elem| elem.field("arg"))
 }
 
 fn set_kind(set: &Tree) -> Option<i64> {

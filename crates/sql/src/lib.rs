@@ -3,7 +3,9 @@
 //!
 //! The statement guard ([`Guard`]) decides, for every simple Query and every Parse text a
 //! client sends, whether it could set or reset a setting that pgcordon manages (the identity,
-//! such as `app.current_user_id`), and refuses it if so.
+//! such as `app.current_user_id`), and refuses it if so. It also refuses the privileged
+//! statement kinds its [`GuardPolicy`] does not allow: `SET ROLE`, `SET SESSION
+//! AUTHORIZATION`, `ALTER ROLE` and `ALTER SYSTEM` in all their forms (`policy`).
 //!
 //! The guard owns the SQL-level judgement only. It does not see the wire (the proxy hands it
 //! statement texts and maps a refusal to an ErrorResponse with SQLSTATE 42501), it does not
@@ -35,6 +37,7 @@ mod lexer;
 mod names;
 mod node_tree;
 mod parse;
+mod policy;
 mod prefilter;
 mod quick;
 mod read_only;
@@ -49,6 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use classifier::Classifier;
 pub use effects::{PinReason, SessionEffects};
 pub use error::GuardError;
+pub use policy::{GuardPolicy, PrivilegedStatement};
 pub use route::{PrimaryReason, Route};
 pub use tracked::TRACKED_PARAMETERS;
 pub use verdict::{Refusal, RefusalReason, Verdict};
@@ -63,6 +67,7 @@ use prefilter::Prefilter;
 #[derive(Debug)]
 pub struct Guard {
     names: ProtectedNames,
+    policy: GuardPolicy,
     prefilter: Prefilter,
     /// How many times a text was handed to the parser (one per reading), for tests and for a
     /// metric that shows how often the prefilter lets a statement through to the slow path.
@@ -80,11 +85,27 @@ impl Guard {
     /// a name that is not a custom setting name (two or more ASCII identifiers joined by dots;
     /// built-in settings have syntax aliases such as `SET TIME ZONE` and are not supported),
     /// and [`GuardError::Prefilter`] if the scanner cannot be built.
+    ///
+    /// The guard refuses every [`PrivilegedStatement`] kind (`SET ROLE`, `ALTER ROLE`, ...);
+    /// [`Guard::with_policy`] allows some.
     pub fn new(protected: &[String]) -> Result<Guard, GuardError> {
+        Guard::with_policy(protected, GuardPolicy::refuse_all())
+    }
+
+    /// Like [`Guard::new`], with the privileged statement kinds that `policy` allows let
+    /// through. Statements that touch a protected setting are refused whatever the policy
+    /// says (`ALTER ROLE r SET app.current_user_id = ...` stays refused when `alter_role` is
+    /// allowed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Guard::new`].
+    pub fn with_policy(protected: &[String], policy: GuardPolicy) -> Result<Guard, GuardError> {
         let names = ProtectedNames::new(protected)?;
-        let prefilter = Prefilter::new(&names)?;
+        let prefilter = Prefilter::new(&names, policy)?;
         Ok(Guard {
             names,
+            policy,
             prefilter,
             parses: AtomicU64::new(0),
         })
@@ -111,6 +132,7 @@ impl Guard {
     pub fn check_parsed(&self, sql: &str) -> Verdict {
         let judge = Judge {
             names: &self.names,
+            policy: self.policy,
             prefilter: &self.prefilter,
         };
         let mut combined: Option<Verdict> = None;
@@ -133,6 +155,11 @@ impl Guard {
                 self.names.listing(),
             ))
         })
+    }
+
+    /// The privileged statement kinds this guard lets through.
+    pub fn policy(&self) -> GuardPolicy {
+        self.policy
     }
 
     /// How many parser runs this guard has made so far.

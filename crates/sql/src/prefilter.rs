@@ -15,13 +15,22 @@
 //! - `RESET ALL` and `DISCARD ALL` need `reset`/`discard` and `all`;
 //! - a DO block or function body can hide names in a string constant with backslash escapes
 //!   (`E'...'`, or any string when `standard_conforming_strings` is off), so a backslash
-//!   together with `do`/`function`/`procedure` also asks for a parse.
+//!   together with `do`/`function`/`procedure` also asks for a parse;
+//! - when the policy refuses any privileged statement kind (see `policy`): `SET ROLE`,
+//!   `RESET ROLE` and `SET role = ...` need `set` and `role`; `SET SESSION AUTHORIZATION` and
+//!   `session_authorization` need `set` and `authorization`; `ALTER ROLE/USER/GROUP` need
+//!   `alter` and `role`, `user` or `group`; `ALTER SYSTEM` needs `alter` and `system`. These
+//!   are keywords or setting names, which comments cannot split and case cannot hide; quoting
+//!   keeps the letters, a `U&` escape hits the `u&` needle, and `set_config('role', ...)`
+//!   hits `set_config`. Each needle is looked for anywhere in the text, so a harmless first
+//!   statement cannot shield a second one.
 //!
 //! Owns only this text-level test; what a parsed statement means is decided in `judge`.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use crate::names::ProtectedNames;
+use crate::policy::{GuardPolicy, PrivilegedStatement};
 use crate::GuardError;
 
 /// The classes of needle; a hit is recorded as one bit per class.
@@ -39,10 +48,20 @@ enum Needle {
     SettingsView = 1 << 8,
     /// `current_setting`: cancels the `set` found inside it.
     SettingRead = 1 << 9,
+    /// `role`: SET/RESET ROLE, the `role` setting, ALTER ROLE.
+    Role = 1 << 10,
+    /// `authorization`: SET/RESET SESSION AUTHORIZATION, `session_authorization`.
+    Authorization = 1 << 11,
+    /// `alter`.
+    Alter = 1 << 12,
+    /// `user` and `group`: ALTER USER and ALTER GROUP are ALTER ROLE.
+    RoleAlias = 1 << 13,
+    /// `system`: ALTER SYSTEM.
+    System = 1 << 14,
 }
 
 /// The fixed needles; the last parts of the protected names are added to these.
-const FIXED: [(&str, Needle); 12] = [
+const FIXED: [(&str, Needle); 18] = [
     ("set_config", Needle::SetConfig),
     ("u&", Needle::UnicodeEscape),
     ("set", Needle::Set),
@@ -55,6 +74,12 @@ const FIXED: [(&str, Needle); 12] = [
     ("procedure", Needle::CodeKeyword),
     ("pg_settings", Needle::SettingsView),
     ("current_setting", Needle::SettingRead),
+    ("role", Needle::Role),
+    ("authorization", Needle::Authorization),
+    ("alter", Needle::Alter),
+    ("user", Needle::RoleAlias),
+    ("group", Needle::RoleAlias),
+    ("system", Needle::System),
 ];
 
 /// The needle classes found in a text.
@@ -97,6 +122,21 @@ impl Hits {
     pub(crate) fn needs_parse(self) -> bool {
         self.could_mention() || (self.has(Needle::ResetOrDiscard) && self.has(Needle::All))
     }
+
+    /// The text could hold a statement of `kind` (apart from `set_config` and `U&` forms,
+    /// which [`Hits::could_mention`] already sends to the parser).
+    pub(crate) fn could_run(self, kind: PrivilegedStatement) -> bool {
+        match kind {
+            PrivilegedStatement::SetRole => self.has(Needle::Set) && self.has(Needle::Role),
+            PrivilegedStatement::SetSessionAuthorization => {
+                self.has(Needle::Set) && self.has(Needle::Authorization)
+            }
+            PrivilegedStatement::AlterRole => {
+                self.has(Needle::Alter) && (self.has(Needle::Role) || self.has(Needle::RoleAlias))
+            }
+            PrivilegedStatement::AlterSystem => self.has(Needle::Alter) && self.has(Needle::System),
+        }
+    }
 }
 
 /// The compiled needle automaton.
@@ -106,10 +146,15 @@ pub(crate) struct Prefilter {
     /// For each pattern id, the needle classes it stands for (a last part may also be a fixed
     /// needle, so patterns are deduplicated and their classes merged).
     classes: Vec<u16>,
+    /// The statement policy: texts that could run a refused kind are parsed.
+    policy: GuardPolicy,
 }
 
 impl Prefilter {
-    pub(crate) fn new(names: &ProtectedNames) -> Result<Prefilter, GuardError> {
+    pub(crate) fn new(
+        names: &ProtectedNames,
+        policy: GuardPolicy,
+    ) -> Result<Prefilter, GuardError> {
         let mut patterns: Vec<String> = Vec::new();
         let mut classes: Vec<u16> = Vec::new();
         let fixed = FIXED.iter().map(|&(text, needle)| (text, needle));
@@ -132,7 +177,11 @@ impl Prefilter {
                 count: patterns.len(),
                 source,
             })?;
-        Ok(Prefilter { automaton, classes })
+        Ok(Prefilter {
+            automaton,
+            classes,
+            policy,
+        })
     }
 
     /// Scans all of `text` and returns the needles seen. The scan does not stop early: a
@@ -158,7 +207,20 @@ impl Prefilter {
 
     /// Whether `text` must be parsed before it can be allowed.
     pub(crate) fn needs_parse(&self, text: &str) -> bool {
-        self.scan(text).needs_parse()
+        let hits = self.scan(text);
+        hits.needs_parse() || self.refused_kind(hits).is_some()
+    }
+
+    /// The first privileged kind that the policy refuses and that `text` (a DO block or
+    /// function body) could run.
+    pub(crate) fn refused_kind_in(&self, text: &str) -> Option<PrivilegedStatement> {
+        self.refused_kind(self.scan(text))
+    }
+
+    fn refused_kind(&self, hits: Hits) -> Option<PrivilegedStatement> {
+        PrivilegedStatement::ALL
+            .into_iter()
+            .find(|&kind| !self.policy.allows(kind) && hits.could_run(kind))
     }
 
     /// Whether `text` (a DO block or function body) could mention a protected setting.
@@ -174,7 +236,58 @@ mod tests {
     fn prefilter(names: &[&str]) -> Prefilter {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let names = ProtectedNames::new(&names).expect("valid names");
-        Prefilter::new(&names).expect("automaton builds")
+        Prefilter::new(&names, GuardPolicy::allow_all()).expect("automaton builds")
+    }
+
+    fn strict() -> Prefilter {
+        let names = ProtectedNames::new(&["app.current_user_id".to_owned()]).expect("valid");
+        Prefilter::new(&names, GuardPolicy::refuse_all()).expect("automaton builds")
+    }
+
+    #[test]
+    fn privileged_statements_need_a_parse_only_when_refused() {
+        let cases: &[(&str, Option<PrivilegedStatement>)] = &[
+            ("SET ROLE bob", Some(PrivilegedStatement::SetRole)),
+            ("reset role", Some(PrivilegedStatement::SetRole)),
+            (
+                "SeT/**/\"RoLe\" = 'bob'",
+                Some(PrivilegedStatement::SetRole),
+            ),
+            (
+                "SELECT 1; SET LOCAL ROLE bob",
+                Some(PrivilegedStatement::SetRole),
+            ),
+            (
+                "SET SESSION AUTHORIZATION alice",
+                Some(PrivilegedStatement::SetSessionAuthorization),
+            ),
+            (
+                "ALTER USER u PASSWORD 'x'",
+                Some(PrivilegedStatement::AlterRole),
+            ),
+            (
+                "alter group g add user u",
+                Some(PrivilegedStatement::AlterRole),
+            ),
+            (
+                "ALTER SYSTEM SET work_mem = '1MB'",
+                Some(PrivilegedStatement::AlterSystem),
+            ),
+            ("SELECT current_setting('role')", None),
+            ("SELECT role FROM members", None),
+            ("UPDATE users SET name = 'x'", None),
+            ("ALTER TABLE t ADD COLUMN c int", None),
+        ];
+        let relaxed = prefilter(&["app.current_user_id"]);
+        let strict = strict();
+        for &(text, kind) in cases {
+            assert_eq!(strict.refused_kind_in(text), kind, "{text:?}");
+            assert_eq!(strict.needs_parse(text), kind.is_some(), "{text:?}");
+            assert!(
+                !relaxed.needs_parse(text),
+                "{text:?} parsed although allowed"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! The proxy maps every refusal to an ErrorResponse with SQLSTATE 42501; that mapping lives in
 //! the proxy, not here.
 
+use crate::policy::PrivilegedStatement;
+
 /// The guard's decision about one statement text (one Query or Parse message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -66,11 +68,20 @@ pub enum RefusalReason {
     /// The text could mention a protected setting but PostgreSQL's grammar does not accept
     /// it (or it is nested too deeply to analyse): refused so that the guard fails closed.
     UnparsableMention,
+    /// `SET ROLE` and the other ways of changing the `role` setting, when the policy does not
+    /// allow [`PrivilegedStatement::SetRole`].
+    SetRole,
+    /// `SET SESSION AUTHORIZATION` and its other spellings, when not allowed.
+    SetSessionAuthorization,
+    /// `ALTER ROLE` / `ALTER USER` / `ALTER GROUP` in any form, when not allowed.
+    AlterRole,
+    /// `ALTER SYSTEM`, when not allowed.
+    AlterSystem,
 }
 
 impl RefusalReason {
     /// Every reason, for registering metric labels once at start-up.
-    pub const ALL: [RefusalReason; 8] = [
+    pub const ALL: [RefusalReason; 12] = [
         RefusalReason::SetProtected,
         RefusalReason::ResetProtected,
         RefusalReason::SetConfigProtected,
@@ -79,6 +90,10 @@ impl RefusalReason {
         RefusalReason::SettingsViewUpdate,
         RefusalReason::CodeBodyMention,
         RefusalReason::UnparsableMention,
+        RefusalReason::SetRole,
+        RefusalReason::SetSessionAuthorization,
+        RefusalReason::AlterRole,
+        RefusalReason::AlterSystem,
     ];
 
     /// A stable snake_case label for metrics and logs.
@@ -92,6 +107,36 @@ impl RefusalReason {
             RefusalReason::SettingsViewUpdate => "settings_view_update",
             RefusalReason::CodeBodyMention => "code_body_mention",
             RefusalReason::UnparsableMention => "unparsable_mention",
+            RefusalReason::SetRole => PrivilegedStatement::SetRole.as_str(),
+            RefusalReason::SetSessionAuthorization => {
+                PrivilegedStatement::SetSessionAuthorization.as_str()
+            }
+            RefusalReason::AlterRole => PrivilegedStatement::AlterRole.as_str(),
+            RefusalReason::AlterSystem => PrivilegedStatement::AlterSystem.as_str(),
+        }
+    }
+
+    /// The privileged statement kind behind this reason, for the policy reasons.
+    pub fn statement(self) -> Option<PrivilegedStatement> {
+        match self {
+            RefusalReason::SetRole => Some(PrivilegedStatement::SetRole),
+            RefusalReason::SetSessionAuthorization => {
+                Some(PrivilegedStatement::SetSessionAuthorization)
+            }
+            RefusalReason::AlterRole => Some(PrivilegedStatement::AlterRole),
+            RefusalReason::AlterSystem => Some(PrivilegedStatement::AlterSystem),
+            _ => None,
+        }
+    }
+}
+
+impl From<PrivilegedStatement> for RefusalReason {
+    fn from(kind: PrivilegedStatement) -> RefusalReason {
+        match kind {
+            PrivilegedStatement::SetRole => RefusalReason::SetRole,
+            PrivilegedStatement::SetSessionAuthorization => RefusalReason::SetSessionAuthorization,
+            PrivilegedStatement::AlterRole => RefusalReason::AlterRole,
+            PrivilegedStatement::AlterSystem => RefusalReason::AlterSystem,
         }
     }
 }
@@ -103,6 +148,24 @@ impl std::fmt::Display for RefusalReason {
 }
 
 impl Refusal {
+    /// A refusal of a privileged statement kind that the policy does not allow. `in_body`
+    /// says it was found in the text of a DO block or function body, which the guard cannot
+    /// parse, rather than as a statement. The message names the kind and the configuration
+    /// key that allows it; it holds no statement text.
+    pub(crate) fn about_statement(kind: PrivilegedStatement, in_body: bool) -> Refusal {
+        let sql = kind.sql();
+        let what = if in_body {
+            format!("DO blocks and function bodies that could run {sql} cannot be checked")
+        } else {
+            format!("{sql} is not allowed through the proxy")
+        };
+        let message = format!("pgcordon: {what} (statement kind \"{kind}\", see guard.allow)");
+        Refusal {
+            reason: kind.into(),
+            message,
+        }
+    }
+
     /// A refusal about one protected setting, named in the message.
     pub(crate) fn about_setting(reason: RefusalReason, name: &str) -> Refusal {
         let message = match reason {

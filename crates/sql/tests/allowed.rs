@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{run_table, Expect::Allow, Expect::Resets};
+use common::{guard_with, run_table, run_table_with, Expect::Allow, Expect::Resets};
+use pgcordon_sql::GuardPolicy;
 
 #[test]
 fn reading_the_setting_is_allowed() {
@@ -47,8 +48,6 @@ fn other_settings_are_allowed() {
             "SELECT set_config('app.current_user_id_2', 'x', false)",
             Allow,
         ),
-        ("ALTER ROLE r SET search_path = public", Allow),
-        ("ALTER ROLE r RESET ALL", Allow),
         ("ALTER DATABASE d RESET ALL", Allow),
         ("ALTER FUNCTION f() RESET ALL", Allow),
     ]);
@@ -92,8 +91,6 @@ fn ordinary_statements_are_allowed() {
             Allow,
         ),
         ("BEGIN ISOLATION LEVEL SERIALIZABLE", Allow),
-        ("SET SESSION AUTHORIZATION alice", Allow),
-        ("SET ROLE bob", Allow),
         ("DISCARD PLANS", Allow),
         ("DISCARD TEMP", Allow),
         ("DISCARD SEQUENCES", Allow),
@@ -105,13 +102,21 @@ fn ordinary_statements_are_allowed() {
 #[test]
 fn session_authorization_keeps_custom_settings() {
     // Checked on PostgreSQL 15: after SET app.current_user_id, neither SET/RESET SESSION
-    // AUTHORIZATION nor SET/RESET ROLE changes it, so they do not reset the identity.
-    run_table(&[
-        ("SET SESSION AUTHORIZATION alice", Allow),
-        ("SET SESSION AUTHORIZATION DEFAULT", Allow),
-        ("RESET SESSION AUTHORIZATION", Allow),
-        ("RESET ROLE", Allow),
-    ]);
+    // AUTHORIZATION nor SET/RESET ROLE changes it, so when the policy allows them they do not
+    // reset the identity either.
+    run_table_with(
+        &guard_with(GuardPolicy::allow_all()),
+        &[
+            ("SET SESSION AUTHORIZATION alice", Allow),
+            ("SET ROLE bob", Allow),
+            ("ALTER ROLE r SET search_path = public", Allow),
+            ("ALTER ROLE r RESET ALL", Allow),
+            ("SET SESSION AUTHORIZATION alice", Allow),
+            ("SET SESSION AUTHORIZATION DEFAULT", Allow),
+            ("RESET SESSION AUTHORIZATION", Allow),
+            ("RESET ROLE", Allow),
+        ],
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! file other than the config itself (which `load` already read); the one thing it reads
 //! from outside is the environment variable named by `upstream.password_env`.
 
+mod guard;
 mod identity;
 mod operations;
 mod routing;
@@ -45,6 +46,7 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
     let audit = c.audit(raw.audit);
     let routing = c.routing(raw.routing);
     let shutdown = c.shutdown(raw.shutdown);
+    let guard = c.guard(raw.guard);
 
     let (
         Some(listen),
@@ -57,8 +59,9 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
         Some(admin),
         Some(audit),
         Some(routing),
+        Some(guard),
     ) = (
-        listen, tls, identity, upstream, pool, limits, log, admin, audit, routing,
+        listen, tls, identity, upstream, pool, limits, log, admin, audit, routing, guard,
     )
     else {
         return Err(c.into_error(origin, tree));
@@ -80,6 +83,7 @@ pub(crate) fn check(raw: RawConfig, origin: &Path, tree: &Located) -> Result<Con
         audit,
         routing,
         shutdown,
+        guard,
     })
 }
 

@@ -4,6 +4,7 @@
 //! and the expectation in the resulting error, so a rule that stops firing or an error that
 //! stops naming its key fails here.
 
+mod guard;
 mod identity;
 mod listen_tls;
 mod loading;

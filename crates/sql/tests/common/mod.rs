@@ -5,7 +5,7 @@
 // Each test file is its own crate and uses only part of these helpers.
 #![allow(dead_code)]
 
-use pgcordon_sql::{Guard, RefusalReason, Verdict};
+use pgcordon_sql::{Guard, GuardPolicy, RefusalReason, Verdict};
 
 /// The outcome a case expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,12 @@ pub fn guard() -> Guard {
     Guard::new(&names).expect("the test names are valid")
 }
 
+/// A guard for the same names whose policy lets every privileged statement kind through.
+pub fn guard_with(policy: GuardPolicy) -> Guard {
+    let names: Vec<String> = PROTECTED.iter().map(|s| s.to_string()).collect();
+    Guard::with_policy(&names, policy).expect("the test names are valid")
+}
+
 fn describe(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Allow => "Allow".to_owned(),
@@ -32,17 +38,22 @@ fn describe(verdict: &Verdict) -> String {
 }
 
 /// Whether `verdict` is what `expect` asks for; a refusal must also carry a message that
-/// names a protected setting.
+/// names a protected setting, or for a policy refusal the statement kind and its SQL.
 fn meets(verdict: &Verdict, expect: Expect) -> bool {
     match (verdict, expect) {
         (Verdict::Allow, Expect::Allow) => true,
         (Verdict::AllowResetsIdentity, Expect::Resets) => true,
         (Verdict::Refuse(refusal), Expect::Refuse(reason)) => {
-            refusal.reason == reason
-                && refusal.message.starts_with("pgcordon: ")
-                && PROTECTED
+            let names_it = match reason.statement() {
+                Some(kind) => {
+                    refusal.message.contains(&format!("\"{kind}\""))
+                        && refusal.message.contains(kind.sql())
+                }
+                None => PROTECTED
                     .iter()
-                    .any(|name| refusal.message.contains(&format!("\"{name}\"")))
+                    .any(|name| refusal.message.contains(&format!("\"{name}\""))),
+            };
+            refusal.reason == reason && refusal.message.starts_with("pgcordon: ") && names_it
         }
         _ => false,
     }
@@ -50,7 +61,11 @@ fn meets(verdict: &Verdict, expect: Expect) -> bool {
 
 /// Runs every case and reports all mismatches at once.
 pub fn run_table(cases: &[(&str, Expect)]) {
-    let guard = guard();
+    run_table_with(&guard(), cases)
+}
+
+/// [`run_table`] with a given guard.
+pub fn run_table_with(guard: &Guard, cases: &[(&str, Expect)]) {
     let mut failures = Vec::new();
     for &(sql, expect) in cases {
         let quick = guard.check(sql);
