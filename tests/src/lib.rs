@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 pub mod ops_kit;
 pub mod raw;
+pub mod routing_kit;
 pub mod tenants;
 
 /// Transaction pooling with a small pool, the default for tests.

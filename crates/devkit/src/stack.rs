@@ -1,6 +1,7 @@
 //! A complete local stack for pgcordon: a development CA, a PostgreSQL primary with TLS and
 //! SCRAM, the application role, the example row-level-security schema, two tenant client
-//! certificates, and a pgcordon configuration file pointing at all of it.
+//! certificates, and a pgcordon configuration file pointing at all of it; optionally a
+//! streaming replica of the primary, listed in that configuration for read routing.
 //!
 //! `pgcordon demo` runs exactly this, and the end-to-end tests start from it, so what a new user
 //! sees is what the tests check.
@@ -46,6 +47,27 @@ pub struct TlsFiles {
     pub tenant_b: (PathBuf, PathBuf),
     /// The upstream password file.
     pub password: PathBuf,
+}
+
+/// A streaming replica as pgcordon's configuration lists it (`upstream.replicas[]`): its label
+/// and the loopback port of the kit cluster. The replica's certificate is the primary's copy,
+/// issued for `localhost`, so the entry names that as its `server_name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaEntry {
+    /// The label in logs and metrics (`upstream.replicas[].name`).
+    pub name: String,
+    /// The port the replica listens on, on 127.0.0.1.
+    pub port: u16,
+}
+
+impl ReplicaEntry {
+    /// The entry for a kit cluster (a replica made by [`Stack::start_replica`]).
+    pub fn of(name: &str, cluster: &Cluster) -> ReplicaEntry {
+        ReplicaEntry {
+            name: name.to_owned(),
+            port: cluster.port(),
+        }
+    }
 }
 
 /// A running stack. Dropping it stops PostgreSQL.
@@ -125,15 +147,48 @@ impl Stack {
         })
     }
 
+    /// Makes a streaming replica of the primary in `dir/replica` and starts it on a free port
+    /// ([`Cluster::start_replica`]: `pg_basebackup -R` over TLS). The copy carries the app role,
+    /// database, schema, rows and TLS files, so pgcordon reaches it exactly as it reaches the
+    /// primary. Dropping the returned cluster stops the replica.
+    ///
+    /// # Errors
+    /// As [`Cluster::start_replica`].
+    pub fn start_replica(&self) -> Result<Cluster, DevkitError> {
+        Cluster::start_replica(&self.cluster, &self.dir.join("replica"))
+    }
+
     /// A pgcordon configuration for this stack, listening on `listen` (e.g. "127.0.0.1:6432");
     /// `extra` is appended verbatim (more top-level sections).
     pub fn config_yaml(&self, listen: &str, pool_yaml: &str, extra: &str) -> String {
+        self.config_yaml_with_replicas(listen, pool_yaml, &[], extra)
+    }
+
+    /// As [`Stack::config_yaml`], with `replicas` listed under `upstream.replicas` (nothing is
+    /// added when it is empty). Routing stays off unless `extra` holds a `routing:` section.
+    pub fn config_yaml_with_replicas(
+        &self,
+        listen: &str,
+        pool_yaml: &str,
+        replicas: &[ReplicaEntry],
+        extra: &str,
+    ) -> String {
         let f = &self.files;
+        let mut replicas_yaml = String::new();
+        if !replicas.is_empty() {
+            replicas_yaml.push_str("  replicas:\n");
+            for r in replicas {
+                replicas_yaml.push_str(&format!(
+                    "    - address: 127.0.0.1:{}\n      name: {}\n      server_name: localhost\n",
+                    r.port, r.name
+                ));
+            }
+        }
         format!(
             "listen:\n  - address: {listen}\n\
              tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n\
              identity:\n  from: san_uri\n  pattern: '^spiffe://pgcordon\\.test/tenant/([0-9a-f-]{{36}})$'\n  settings: [app.current_user_id]\n\
-             upstream:\n  database: {APP_DATABASE}\n  user: {APP_ROLE}\n  password_file: {}\n  primary: 127.0.0.1:{}\n  tls:\n    ca: {}\n    server_name: localhost\n\
+             upstream:\n  database: {APP_DATABASE}\n  user: {APP_ROLE}\n  password_file: {}\n  primary: 127.0.0.1:{}\n{replicas_yaml}  tls:\n    ca: {}\n    server_name: localhost\n\
              pool:\n{pool_yaml}\n{extra}",
             f.server_cert.display(),
             f.server_key.display(),
@@ -154,9 +209,23 @@ impl Stack {
         pool_yaml: &str,
         extra: &str,
     ) -> Result<PathBuf, DevkitError> {
+        self.write_config_with_replicas(listen, pool_yaml, &[], extra)
+    }
+
+    /// Writes [`Stack::config_yaml_with_replicas`] to `dir/pgcordon.yaml` and returns its path.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_config_with_replicas(
+        &self,
+        listen: &str,
+        pool_yaml: &str,
+        replicas: &[ReplicaEntry],
+        extra: &str,
+    ) -> Result<PathBuf, DevkitError> {
         let path = self.dir.join("pgcordon.yaml");
-        fs::write(&path, self.config_yaml(listen, pool_yaml, extra))
-            .map_err(|source| io("writing", &path, source))?;
+        let yaml = self.config_yaml_with_replicas(listen, pool_yaml, replicas, extra);
+        fs::write(&path, yaml).map_err(|source| io("writing", &path, source))?;
         Ok(path)
     }
 

@@ -1,14 +1,22 @@
-//! `pgcordon demo`: a development CA, a local PostgreSQL primary with TLS and SCRAM, the example
-//! row-level-security schema, two tenant certificates, and pgcordon in front of it all. Ctrl-C
+//! `pgcordon demo`: a development CA, a local PostgreSQL primary with TLS and SCRAM, a streaming
+//! replica of it, the example row-level-security schema, two tenant certificates, and pgcordon
+//! in front of it all, sending reads to the replica and everything else to the primary. Ctrl-C
 //! stops everything it started.
 
 use std::path::Path;
 
 use anyhow::Context;
-use pgcordon_devkit::stack::{Stack, TENANT_A, TENANT_B};
+use pgcordon_devkit::stack::{ReplicaEntry, Stack, TENANT_A, TENANT_B};
+use pgcordon_devkit::Cluster;
 
 /// Marks a directory as demo state, so a later run may replace it without deleting anything else.
 const MARKER: &str = ".pgcordon-demo-state";
+
+/// The replica's label in the configuration, logs and metrics.
+const REPLICA_NAME: &str = "replica-1";
+
+/// Reads that provably only read go to the replica; the other settings keep their defaults.
+const ROUTING: &str = "routing:\n  mode: auto\n";
 
 pub fn run(dir: &Path, port: u16) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -31,19 +39,28 @@ pub fn run(dir: &Path, port: u16) -> anyhow::Result<()> {
         dir.display()
     );
     let stack = Stack::start(&dir).context("starting the local PostgreSQL stack")?;
+    eprintln!(
+        "pgcordon demo: starting a streaming replica (pg_basebackup) in {}/replica",
+        dir.display()
+    );
+    let replica = stack
+        .start_replica()
+        .context("starting the streaming replica")?;
     let listen = format!("127.0.0.1:{port}");
     let pool = "  mode: transaction\n  size: 10\n  min_idle: 2\n  acquire_timeout: 5s";
-    let config_path = stack.write_config(&listen, pool, "")?;
+    let replicas = [ReplicaEntry::of(REPLICA_NAME, &replica)];
+    let config_path = stack.write_config_with_replicas(&listen, pool, &replicas, ROUTING)?;
     let config = pgcordon_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    print_instructions(&stack, port, &config_path);
+    print_instructions(&stack, &replica, port, &config_path);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let served = runtime.block_on(crate::serve(config));
     drop(runtime);
-    eprintln!("pgcordon demo: stopping PostgreSQL");
+    eprintln!("pgcordon demo: stopping PostgreSQL (replica, then primary)");
+    drop(replica);
     drop(stack);
     served
 }
@@ -63,7 +80,7 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_instructions(stack: &Stack, port: u16, config: &Path) {
+fn print_instructions(stack: &Stack, replica: &Cluster, port: u16, config: &Path) {
     let f = &stack.files;
     let conninfo = |(cert, key): &(std::path::PathBuf, std::path::PathBuf)| {
         format!(
@@ -80,8 +97,9 @@ fn print_instructions(stack: &Stack, port: u16, config: &Path) {
         config.display()
     );
     println!(
-        "PostgreSQL 15 runs on 127.0.0.1:{} (TLS + SCRAM)",
-        stack.cluster.port()
+        "PostgreSQL 15 runs on 127.0.0.1:{} (TLS + SCRAM), its streaming replica on 127.0.0.1:{}",
+        stack.cluster.port(),
+        replica.port()
     );
     println!();
     println!("Connect as tenant A ({TENANT_A}):");
@@ -90,6 +108,16 @@ fn print_instructions(stack: &Stack, port: u16, config: &Path) {
     println!("  {}", conninfo(&f.tenant_b));
     println!();
     println!("Try: SELECT title FROM documents;  SELECT current_setting('app.current_user_id');");
+    println!();
+    println!("Reads outside a transaction and READ ONLY transactions go to the replica,");
+    println!("everything else to the primary; pg_is_in_recovery() is true only on the replica:");
+    println!("  SELECT pg_is_in_recovery();                          -- t: the replica");
+    println!("  BEGIN READ ONLY; SELECT pg_is_in_recovery(); COMMIT; -- t: the replica");
+    println!("  BEGIN; SELECT pg_is_in_recovery(); COMMIT;           -- f: the primary");
+    println!("  INSERT INTO documents (title) VALUES ('hello') RETURNING pg_is_in_recovery();");
+    println!("                                                       -- f: the primary");
+    println!("Right after a write, the same connection reads from the primary until the replica");
+    println!("has replayed it (about a second here).");
     println!("Press Ctrl-C to stop pgcordon and PostgreSQL.");
     println!();
 }

@@ -48,6 +48,9 @@ pub enum ClientError {
     IdleSessionTimeout,
     /// Idle inside a transaction past `limits.idle_in_transaction_timeout`.
     IdleInTransactionTimeout,
+    /// A write (or an unproven read) while the primary's health check finds it in recovery;
+    /// names the primary. Writes are refused, never sent to another target.
+    PrimaryInRecovery(String),
 }
 
 impl ClientError {
@@ -67,6 +70,7 @@ impl ClientError {
             | ClientError::TooManyForIdentity => "53300",
             ClientError::IdleSessionTimeout => "57P05",
             ClientError::IdleInTransactionTimeout => "25P03",
+            ClientError::PrimaryInRecovery(_) => "25006",
             ClientError::UpstreamUnavailable => "08001",
             ClientError::UpstreamLost(_) => "08006",
             ClientError::Shutdown => "57P01",
@@ -84,6 +88,7 @@ impl ClientError {
                 | ClientError::UnsupportedEncoding(_)
                 | ClientError::PoolTimeout
                 | ClientError::UpstreamUnavailable
+                | ClientError::PrimaryInRecovery(_)
         )
     }
 
@@ -127,6 +132,10 @@ impl ClientError {
                 format!("pgcordon: the database session was lost: {detail}")
             }
             ClientError::Shutdown => "pgcordon is shutting down".into(),
+            ClientError::PrimaryInRecovery(name) => format!(
+                "pgcordon: the primary \"{name}\" is in recovery (read-only, a standby); this \
+                 transaction needs the primary, and writes are never sent anywhere else"
+            ),
             ClientError::TooManyConnections => "pgcordon: too many client connections".into(),
             ClientError::TooManyForIdentity => {
                 "pgcordon: too many connections for this client identity".into()

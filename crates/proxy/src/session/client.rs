@@ -360,6 +360,11 @@ impl Session<'_> {
     ) -> Result<&mut Attached, ClientError> {
         if self.backend.is_none() {
             let routed = self.route(&intent).await;
+            let targets = &self.shared.router.targets;
+            if routed.kind == RouteKind::Write && targets.primary_in_recovery() {
+                let name = targets.primary().name().to_owned();
+                return Err(ClientError::PrimaryInRecovery(name));
+            }
             let checkout = self.acquire(routed.index).await?;
             let key = (
                 checkout.backend.process_id,
