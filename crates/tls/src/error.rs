@@ -57,6 +57,17 @@ pub enum TlsError {
         path: PathBuf,
     },
 
+    /// A certificate of the file is PEM-framed but its content is not a DER X.509
+    /// certificate.
+    #[error("certificate in {} cannot be parsed as X.509", path.display())]
+    BadCertificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// The X.509 parser's reason.
+        #[source]
+        source: X509Error,
+    },
+
     /// The private key was found but the crypto provider cannot use it.
     #[error("private key in {} is not usable", path.display())]
     BadPrivateKey {

@@ -44,9 +44,9 @@ pub struct ServerTlsSettings {
 /// that were established under an older CRL.
 ///
 /// # Errors
-/// A [`TlsError`] naming the file at fault: unreadable, no certificate or key in it, a key that
-/// does not match the certificate, an unusable CA certificate, or a CRL that does not parse,
-/// comes from another issuer or has expired.
+/// A [`TlsError`] naming the file at fault: unreadable, no certificate or key in it, a
+/// certificate that is not valid X.509, a key that does not match the certificate, an unusable
+/// CA certificate, or a CRL that does not parse, comes from another issuer or has expired.
 pub fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = ring_provider();
 
@@ -105,6 +105,18 @@ fn certified_key(
     settings: &ServerTlsSettings,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsError> {
+    // rustls keeps certificates as opaque DER until a handshake; decode each one now so that
+    // garbage inside a well-formed PEM block is blamed on the certificate file, not on the key
+    // (the key-match check below would fail on it with a less precise error).
+    for cert in &chain {
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|err| {
+            TlsError::BadCertificate {
+                path: settings.cert.clone(),
+                source: crate::nom_to_x509(err),
+            }
+        })?;
+    }
+
     let signing_key = provider
         .key_provider
         .load_private_key(key)

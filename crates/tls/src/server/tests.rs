@@ -204,6 +204,27 @@ async fn verifier_refuses_an_expired_crl_during_the_handshake() {
 // ---- loading errors ---------------------------------------------------------------------
 
 #[test]
+fn an_undecodable_certificate_is_blamed_on_its_file() {
+    let (dir, pki) = (TempDir::new(), Pki::new());
+    let mut settings = write_settings(&dir, &pki, &[]);
+    // Well-formed PEM whose base64 payload is plain text, not DER.
+    settings.cert = dir.write(
+        "garbage.crt",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
+
+    let err = server_config(&settings).expect_err("the certificate is not X.509");
+
+    assert!(matches!(err, TlsError::BadCertificate { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("garbage.crt"), "{text}");
+    assert!(
+        !text.contains("server.key"),
+        "the key is not at fault: {text}"
+    );
+}
+
+#[test]
 fn mismatched_key_names_both_files() {
     let (dir, pki) = (TempDir::new(), Pki::new());
     let mut settings = write_settings(&dir, &pki, &[]);
