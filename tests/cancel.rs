@@ -161,6 +161,40 @@ async fn cancel_over_tls_reaches_the_serving_backend() {
     cancel_sleep_over_tls(&h).await;
 }
 
+/// libpq 17+ (`PQcancelBlocking`) takes the end of a TLS cancel connection as the
+/// acknowledgement and reports an error when that end is not a TLS close_notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_over_tls_is_acknowledged_with_close_notify() {
+    let h = Harness::start(POOL_TX).await;
+    let mut client = RawClient::connect(&h, Tenant::A).await;
+    client.query("SELECT pg_sleep(20)").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).await.unwrap(); // SSLRequest
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let tls = std::sync::Arc::new(h.client_tls(h.tenant_files(Tenant::A)));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut packet = vec![0, 0, 0, 16, 4, 210, 22, 46];
+    packet.extend_from_slice(&client.key.0.to_be_bytes());
+    packet.extend_from_slice(&client.key.1.to_be_bytes());
+    stream.write_all(&packet).await.unwrap();
+    stream.flush().await.unwrap();
+
+    // rustls reports an end of stream without close_notify as an UnexpectedEof error.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("pgcordon closes the cancel connection");
+    read.expect("the cancel connection ends with close_notify");
+    assert!(rest.is_empty(), "a cancel request gets no answer");
+    assert_eq!(client.until_ready().await.as_deref(), Some("57014"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_for_an_idle_client_or_a_wrong_key_cancels_nothing() {
     let h = Harness::start(POOL_TX).await;

@@ -468,8 +468,6 @@ async fn psycopg3() {
 /// libpq 17+ `PQcancelBlocking` (psycopg's `cancel_safe`) sends the CancelRequest over TLS with
 /// the client certificate and treats the end of the connection as the acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: pgcordon closes a TLS cancel connection without close_notify; libpq 18 reports \
-            'SSL error: unexpected eof while reading' and cancel_safe() raises"]
 async fn psycopg3_cancel_safe_over_tls() {
     if skipped("psycopg") {
         return;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pgcordon_devkit::stack::APP_ROLE;
 use pgcordon_e2e::raw::{self, db_error};
-use pgcordon_e2e::{sqlstate, Harness, Tenant, POOL_TX};
+use pgcordon_e2e::{sqlstate, Tenant, POOL_TX};
 
 /// A role the app role is a member of: `SET ROLE reporting` would succeed at the server.
 const GRANT_REPORTING: &str = "CREATE ROLE reporting NOLOGIN; GRANT reporting TO pgcordon_app;";

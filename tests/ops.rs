@@ -569,7 +569,6 @@ async fn the_binary_exports_moving_metrics_and_a_complete_audit_trail() {
 /// The handshake histogram's help text (and docs/operations.md) say failed handshakes are
 /// included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: only successful handshakes are observed (crates/proxy/src/session/serve.rs:51)"]
 async fn failed_handshakes_are_timed_too() {
     let s = OpsStack::start().await;
     let config = s.write_config("handshakes.yaml", free_addr(), &ConfigEdit::default());
@@ -1085,8 +1084,6 @@ async fn a_wrong_upstream_password_is_counted_and_no_password_is_ever_logged() {
 /// `pgcordon check` loads the files as a reload does: a server certificate whose PEM block holds
 /// no valid certificate must be named in the error, not blamed on the key.
 #[test]
-#[ignore = "bug: an undecodable server certificate is reported as an unusable private key \
-            (crates/tls/src/server/mod.rs:127)"]
 fn a_broken_server_certificate_is_named_as_the_file_at_fault() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dir = dir.path();
@@ -1170,8 +1167,6 @@ async fn start_with_wrong_password(
 /// PgcordonUpstreamAuthFailing reads this counter; the most common misconfiguration, a wrong
 /// password from the start, must move it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: backend logins made for a client's startup (Shared::defaults, \
-            crates/proxy/src/listener.rs:125) and the pool warm-ups are not counted"]
 async fn authentication_failures_before_the_first_session_are_counted() {
     let s = OpsStack::start().await;
     let (binary, _) = start_with_wrong_password(&s, "authfail.yaml", ConfigEdit::default()).await;
@@ -1194,9 +1189,6 @@ async fn authentication_failures_before_the_first_session_are_counted() {
 /// A pod whose pgcordon started before PostgreSQL accepted its login must become ready once the
 /// pool can log in, without waiting for client traffic (which readiness itself holds back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: primary_reachable is set only by the start-up warm-up and client acquisitions \
-            (crates/pgcordon/src/main.rs:128, crates/proxy/src/session/client.rs:433); the \
-            pool maintenance that logs in later never sets it"]
 async fn readiness_returns_once_the_primary_accepts_logins_without_client_traffic() {
     let s = OpsStack::start().await;
     // idle_timeout 4s: the pool's maintenance (and its warm-up) runs every second.
@@ -1228,8 +1220,6 @@ async fn readiness_returns_once_the_primary_accepts_logins_without_client_traffi
 /// The audit crate and docs/operations.md: `connection_refused.reason` takes the values of the
 /// attempts metric's `reason` label.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: refusals after TLS are audited as `startup <SQLSTATE>` \
-            (crates/proxy/src/session/serve.rs:97), not with the metric's reason"]
 async fn an_identity_refusal_is_audited_with_the_metric_reason() {
     let s = OpsStack::start().await;
     let audit = s.dir().join("identity-audit.jsonl");

@@ -19,7 +19,7 @@ use std::time::Duration;
 use deadpool::managed::{self, Object, PoolError, QueueMode, Timeouts};
 use pgcordon_upstream::{Backend, UpstreamError, UpstreamSettings};
 
-pub use manager::BackendManager;
+pub use manager::{BackendManager, OpenObserver};
 
 /// Pool sizing and lifetimes.
 #[derive(Debug, Clone)]
@@ -166,6 +166,13 @@ impl BackendPool {
         &self.settings
     }
 
+    /// Reports every attempt to open a session, and every idle session the maintenance task
+    /// finds alive, to `observer` (metrics, readiness). Returns `false`, and changes nothing,
+    /// if an observer is already installed.
+    pub fn observe_opens(&self, observer: OpenObserver) -> bool {
+        self.inner.manager().observe(observer)
+    }
+
     /// Opens sessions until `min_idle` are idle (bounded by the pool size).
     ///
     /// # Errors
@@ -195,8 +202,9 @@ impl BackendPool {
         }
     }
 
-    /// Drops idle sessions past their lifetime or idle timeout (keeping `min_idle`), then warms
-    /// the pool back up. Called periodically by [`BackendPool::spawn_maintenance`].
+    /// Drops idle sessions past their lifetime or idle timeout (keeping `min_idle`), warms the
+    /// pool back up, then probes the upstream (see [`BackendPool::probe`]). Called
+    /// periodically by [`BackendPool::spawn_maintenance`].
     pub async fn maintain(&self) {
         let lifetime = self.settings.server_lifetime;
         let idle_timeout = self.settings.idle_timeout;
@@ -213,8 +221,41 @@ impl BackendPool {
             }
             keep
         });
-        if let Err(e) = self.warm_up().await {
-            tracing::warn!(error = %e, "could not re-open idle upstream sessions");
+        match self.warm_up().await {
+            Ok(0) => self.probe().await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not re-open idle upstream sessions"),
+        }
+    }
+
+    /// Checks that the upstream still serves this pool, without waiting for a busy slot: takes
+    /// an idle session (the checkout's liveness check drops the ones the server closed, and
+    /// opens a new one when none is left) and returns it at once. With no idle session, it
+    /// opens one only if the latest opening failed, so that a pool that could not log in finds
+    /// out when the server takes logins again, without client traffic. The outcome reaches the
+    /// observer.
+    pub async fn probe(&self) {
+        let status = self.status();
+        if status.idle == 0 && !self.inner.manager().failing() {
+            return;
+        }
+        let timeouts = Timeouts {
+            wait: Some(Duration::ZERO),
+            create: None,
+            recycle: Some(self.settings.acquire_timeout),
+        };
+        match self.inner.timeout_get(&timeouts).await {
+            // Opening a new session was reported already; a reused one is reported here.
+            Ok(checkout) => {
+                if status.idle > 0 {
+                    self.inner.manager().report(Ok(()));
+                }
+                drop(checkout);
+            }
+            Err(PoolError::Backend(e)) => {
+                tracing::warn!(error = %e, "upstream probe: cannot open a session");
+            }
+            Err(_) => {}
         }
     }
 

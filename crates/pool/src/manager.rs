@@ -1,6 +1,7 @@
 //! The deadpool manager: how a pooled session is opened and checked before reuse.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -13,12 +14,20 @@ use tokio::io::AsyncReadExt;
 
 use crate::{PoolSettings, PooledBackend};
 
+/// Told about every attempt to open a session, whoever asked for it (a client, a warm-up, the
+/// maintenance task): `Ok` when the session was opened and authenticated, the error otherwise.
+/// The maintenance task also reports `Ok` when it finds an idle session alive.
+pub type OpenObserver = Arc<dyn Fn(Result<(), &UpstreamError>) + Send + Sync>;
+
 /// Opens sessions with the upstream settings and vets idle ones before reuse. The settings can
 /// be replaced while running (a reloaded CA or client certificate); sessions opened before keep
 /// theirs.
 pub struct BackendManager {
     upstream: ArcSwap<UpstreamSettings>,
     server_lifetime: Duration,
+    observer: OnceLock<OpenObserver>,
+    /// Whether the latest attempt to open a session failed.
+    failing: AtomicBool,
 }
 
 impl BackendManager {
@@ -26,7 +35,25 @@ impl BackendManager {
         BackendManager {
             upstream: ArcSwap::from_pointee(upstream),
             server_lifetime: settings.server_lifetime,
+            observer: OnceLock::new(),
+            failing: AtomicBool::new(false),
         }
+    }
+
+    /// Installs the observer of session openings; only the first call takes effect.
+    pub(crate) fn observe(&self, observer: OpenObserver) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    pub(crate) fn report(&self, outcome: Result<(), &UpstreamError>) {
+        if let Some(observer) = self.observer.get() {
+            observer(outcome);
+        }
+    }
+
+    /// Whether the latest attempt to open a session failed.
+    pub(crate) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
     }
 
     /// The settings new sessions are opened with.
@@ -45,7 +72,10 @@ impl Manager for BackendManager {
     type Error = UpstreamError;
 
     async fn create(&self) -> Result<PooledBackend, UpstreamError> {
-        let backend = connect(&self.upstream.load()).await?;
+        let opened = connect(&self.upstream.load()).await;
+        self.failing.store(opened.is_err(), Ordering::Release);
+        self.report(opened.as_ref().map(|_| ()));
+        let backend = opened?;
         tracing::debug!(
             upstream = %backend.addr,
             pid = backend.process_id,

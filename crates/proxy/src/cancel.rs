@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::handshake::CancelRequest;
 use crate::listener::Shared;
 
 /// The process id and secret key of a backend session, as the server issued them, and the
@@ -116,8 +117,22 @@ impl CancelRegistry {
     }
 }
 
-/// Handles one CancelRequest.
-pub async fn forward(shared: &Shared, process_id: i32, secret_key: &[u8]) {
+/// Answers one CancelRequest as PostgreSQL does: forwards it while its connection stays open,
+/// then closes the connection without a reply (over TLS with close_notify first). libpq 17+
+/// takes the end of the connection as the acknowledgement, so the close comes only once the
+/// upstream server has received the cancel.
+pub async fn answer(shared: &Shared, request: CancelRequest) {
+    let CancelRequest {
+        process_id,
+        secret_key,
+        stream,
+    } = request;
+    forward(shared, process_id, &secret_key).await;
+    stream.close().await;
+}
+
+/// Forwards one CancelRequest to the backend session serving the client that holds the key.
+async fn forward(shared: &Shared, process_id: i32, secret_key: &[u8]) {
     let Some(slot) = shared.cancels.lookup(process_id, secret_key) else {
         tracing::debug!("cancel request matches no client; dropped");
         return;

@@ -40,11 +40,6 @@ pub enum HandshakeError {
     Plaintext,
     #[error("invalid first packet: {0}")]
     BadPacket(#[from] StartupError),
-    #[error("cancel request")]
-    Cancel {
-        process_id: i32,
-        secret_key: Vec<u8>,
-    },
     #[error("unexpected {0} inside TLS")]
     Unexpected(&'static str),
 }
@@ -60,8 +55,45 @@ impl HandshakeError {
             HandshakeError::PlaintextAfterSslRequest => "plaintext_injection",
             HandshakeError::Plaintext => "plaintext",
             HandshakeError::BadPacket(_) => "bad_packet",
-            HandshakeError::Cancel { .. } => "cancel",
             HandshakeError::Unexpected(_) => "unexpected",
+        }
+    }
+}
+
+/// What a connection turned out to be once its first packet was read.
+pub enum Opening {
+    /// A client that wants a session.
+    Client(Established),
+    /// A CancelRequest; the connection stays open until the cancel has been dealt with, so
+    /// that it can then be closed properly (over TLS: with a close_notify alert).
+    Cancel(CancelRequest),
+}
+
+/// A CancelRequest and the connection it came on.
+pub struct CancelRequest {
+    pub process_id: i32,
+    pub secret_key: Vec<u8>,
+    pub stream: CancelStream,
+}
+
+/// The connection of a CancelRequest: plaintext (libpq before 17, most drivers) or TLS
+/// (libpq 17+ `PQcancelBlocking`).
+pub enum CancelStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl CancelStream {
+    /// Ends the connection the way a PostgreSQL server does after a cancel: it closes without
+    /// answering. Over TLS the close_notify alert goes first; libpq 17+ reads a TLS connection
+    /// that ends without it as an error ("unexpected eof").
+    pub async fn close(self) {
+        let result = match self {
+            CancelStream::Plain(mut tcp) => tcp.shutdown().await,
+            CancelStream::Tls(mut tls) => tls.shutdown().await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "closing a cancel connection failed");
         }
     }
 }
@@ -75,14 +107,15 @@ pub struct Established {
     pub leftover: BytesMut,
 }
 
-/// Runs the pre-TLS negotiation and the TLS handshake, then reads the StartupMessage.
+/// Runs the pre-TLS negotiation and the TLS handshake, then reads the StartupMessage (or a
+/// CancelRequest, in plaintext or over TLS).
 ///
 /// # Errors
 /// See [`HandshakeError`]; a plaintext StartupMessage is answered before the error returns.
 pub async fn establish(
     mut tcp: TcpStream,
     acceptor: &TlsAcceptor,
-) -> Result<Established, HandshakeError> {
+) -> Result<Opening, HandshakeError> {
     let mut buf = BytesMut::with_capacity(512);
     let direct = loop {
         // Peek one byte: 0x16 opens a TLS record (direct TLS); anything else is a packet length.
@@ -107,10 +140,11 @@ pub async fn establish(
                 process_id,
                 secret_key,
             } => {
-                return Err(HandshakeError::Cancel {
+                return Ok(Opening::Cancel(CancelRequest {
                     process_id,
                     secret_key,
-                })
+                    stream: CancelStream::Plain(tcp),
+                }))
             }
             FirstPacket::Startup { .. } => {
                 let mut out = BytesMut::new();
@@ -139,24 +173,25 @@ pub async fn establish(
 
 async fn read_startup_over_tls(
     mut stream: TlsStream<TcpStream>,
-) -> Result<Established, HandshakeError> {
+) -> Result<Opening, HandshakeError> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if let Some(packet) = decode_startup(&mut buf)? {
             return match packet {
-                FirstPacket::Startup { minor, params, .. } => Ok(Established {
+                FirstPacket::Startup { minor, params, .. } => Ok(Opening::Client(Established {
                     stream,
                     minor,
                     params,
                     leftover: buf,
-                }),
+                })),
                 FirstPacket::CancelRequest {
                     process_id,
                     secret_key,
-                } => Err(HandshakeError::Cancel {
+                } => Ok(Opening::Cancel(CancelRequest {
                     process_id,
                     secret_key,
-                }),
+                    stream: CancelStream::Tls(Box::new(stream)),
+                })),
                 FirstPacket::SslRequest => Err(HandshakeError::Unexpected("SSLRequest")),
                 FirstPacket::GssEncRequest => Err(HandshakeError::Unexpected("GSSENCRequest")),
             };

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use pgcordon_admin::ReadinessFlags;
 use pgcordon_metrics::{PoolStats, TargetMetrics, TargetRole};
 use pgcordon_pool::BackendPool;
 use pgcordon_sql::Guard;
@@ -15,7 +16,8 @@ use tokio::sync::{OnceCell, Semaphore};
 use tracing::Instrument;
 
 use crate::backend_io::simple_query;
-use crate::observe::Observability;
+use crate::handshake::Opening;
+use crate::observe::{upstream_failure, Observability};
 use crate::params::{ServerDefaults, UNREPORTED};
 use crate::route::Router;
 use crate::session;
@@ -202,6 +204,8 @@ impl Proxy {
                     waiting: s.waiting as u64,
                 }
             });
+            t.pool()
+                .observe_opens(open_observer(&m, (i == 0).then(|| obs.readiness.clone())));
             target_metrics.push(m);
         }
         let target_names = std::iter::once(targets.primary())
@@ -362,6 +366,24 @@ async fn wait_for_sessions(limit: &Semaphore, max: usize) {
     }
 }
 
+/// Counts every failed backend login of a target, whatever it was for (a client transaction,
+/// a client's startup, a warm-up, the maintenance task); for the primary, also keeps the
+/// readiness flag in step with the latest outcome.
+fn open_observer(
+    target: &Arc<TargetMetrics>,
+    primary: Option<Arc<ReadinessFlags>>,
+) -> pgcordon_pool::OpenObserver {
+    let target = target.clone();
+    Arc::new(move |outcome| {
+        if let Err(e) = outcome {
+            upstream_failure(&target, e);
+        }
+        if let Some(readiness) = &primary {
+            readiness.set_primary_reachable(outcome.is_ok());
+        }
+    })
+}
+
 fn maintenance_period(shared: &Shared) -> std::time::Duration {
     let idle = shared.settings.pool.idle_timeout / 4;
     idle.clamp(
@@ -384,11 +406,16 @@ fn refuse_over_limit(tcp: tokio::net::TcpStream, shared: &Arc<Shared>, refusals:
         let timeout = shared.settings.handshake_timeout;
         let established =
             tokio::time::timeout(timeout, crate::handshake::establish(tcp, &acceptor));
-        if let Ok(Ok(mut e)) = established.await {
-            let mut out = bytes::BytesMut::new();
-            ClientError::TooManyConnections.write_fatal(&mut out);
-            let _ = tokio::io::AsyncWriteExt::write_all(&mut e.stream, &out).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut e.stream).await;
+        match established.await {
+            Ok(Ok(Opening::Client(mut e))) => {
+                let mut out = bytes::BytesMut::new();
+                ClientError::TooManyConnections.write_fatal(&mut out);
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut e.stream, &out).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut e.stream).await;
+            }
+            // A cancel takes no client slot: serve it even when the sessions are full.
+            Ok(Ok(Opening::Cancel(request))) => crate::cancel::answer(&shared, request).await,
+            _ => {}
         }
         drop(permit);
     });

@@ -13,6 +13,7 @@ use pgcordon_sql::RefusalReason;
 use pgcordon_tls::HandshakeFailure;
 use pgcordon_upstream::UpstreamError;
 
+use crate::errors::ClientError;
 use crate::handshake::HandshakeError;
 
 /// Where the proxy reports: metrics (always), the audit trail (possibly disabled), readiness.
@@ -35,10 +36,10 @@ impl Observability {
 }
 
 /// The attempt a handshake failure counts as; `None` for what is not a connection attempt (a
-/// peer closing before TLS, a cancel request).
+/// peer closing before TLS).
 pub fn handshake_attempt(e: &HandshakeError) -> Option<Attempt> {
     let attempt = match e {
-        HandshakeError::Closed | HandshakeError::Cancel { .. } => return None,
+        HandshakeError::Closed => return None,
         HandshakeError::Tls { reason, .. } => tls_attempt(*reason),
         HandshakeError::NoAlpn => Attempt::TlsFailure(TlsFailure::NoAlpn),
         HandshakeError::PlaintextAfterSslRequest | HandshakeError::Plaintext => {
@@ -76,6 +77,23 @@ pub fn identity_attempt(reason: &str) -> Attempt {
         "unparsable" => IdentityRefusal::Unparsable,
         _ => IdentityRefusal::Invalid,
     })
+}
+
+/// The `reason` of the `connection_refused` audit record of a client refused at startup, after
+/// the TLS handshake: the attempts metric's reason for an identity refusal, the statements
+/// metric's `startup_option` for a protected startup option, and a fixed word for the refusals
+/// no metric counts.
+pub fn startup_refusal_reason(err: &ClientError) -> &'static str {
+    match err {
+        ClientError::NoIdentity(_, reason) => identity_attempt(reason).reason(),
+        ClientError::ProtectedStartupOption(_) => StatementRefusal::StartupOption.as_str(),
+        ClientError::UnknownDatabase(_) => "unknown_database",
+        ClientError::UnsupportedStartupParameter(_) => "startup_parameter",
+        ClientError::UnsupportedEncoding(_) => "client_encoding",
+        ClientError::UpstreamUnavailable | ClientError::PoolTimeout => "upstream_unavailable",
+        ClientError::Shutdown => "shutdown",
+        _ => "protocol",
+    }
 }
 
 /// The metric label of a guard refusal.

@@ -16,7 +16,7 @@ use super::attached::{may_deallocate, named_statement, Attached};
 use super::{End, Session, TxStats};
 use crate::errors::ClientError;
 use crate::inject::raising_sql;
-use crate::observe::{statement_refusal, upstream_failure};
+use crate::observe::statement_refusal;
 use crate::params::{canonical_value, is_unsafe_encoding, UNREPORTED};
 use crate::prepared::{self, empty_message};
 use crate::responses::Request;
@@ -421,7 +421,7 @@ impl Session<'_> {
         router.choose(intent, min_lsn, force_primary).await
     }
 
-    /// Takes a backend session from the pool, counting the wait and any upstream failure.
+    /// Takes a backend session from the pool, counting the wait.
     async fn acquire(&mut self, index: usize) -> Result<Checkout, ClientError> {
         let target = &self.shared.target_metrics[index];
         let readiness = &self.shared.obs.readiness;
@@ -446,12 +446,9 @@ impl Session<'_> {
                         tracing::warn!(?after, "pool exhausted: no backend became free in time");
                         ClientError::PoolTimeout
                     }
+                    // The pool's observer counted the failure and updated readiness.
                     AcquireError::Upstream(e) => {
                         tracing::error!(error = %e, "cannot open an upstream session");
-                        upstream_failure(target, &e);
-                        if index == 0 {
-                            readiness.set_primary_reachable(false);
-                        }
                         ClientError::UpstreamUnavailable
                     }
                     AcquireError::Closed => ClientError::Shutdown,

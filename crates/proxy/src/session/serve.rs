@@ -15,9 +15,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{ConnStats, Session};
 use crate::errors::ClientError;
-use crate::handshake::{establish, Established, HandshakeError};
+use crate::handshake::{establish, Established, HandshakeError, Opening};
 use crate::listener::Shared;
-use crate::observe::{handshake_attempt, identity_attempt};
+use crate::observe::{handshake_attempt, identity_attempt, startup_refusal_reason};
 use crate::prepared::ClientStatements;
 use crate::startup::accept_client;
 
@@ -31,25 +31,31 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
 
     let acceptor = TlsAcceptor::from(shared.tls.load_full());
     let handshake = tokio::time::timeout(settings.handshake_timeout, establish(tcp, &acceptor));
+    // The histogram times every connection attempt's handshake, refused ones included; a
+    // cancel request and a peer that closes before sending anything are not attempts.
+    let observe_handshake = || {
+        metrics
+            .tls_handshake_seconds
+            .observe(started.elapsed().as_secs_f64())
+    };
     let established = match handshake.await {
-        Ok(Ok(established)) => established,
-        Ok(Err(HandshakeError::Cancel {
-            process_id,
-            secret_key,
-        })) => {
-            return crate::cancel::forward(shared, process_id, &secret_key).await;
+        Ok(Ok(Opening::Client(established))) => established,
+        Ok(Ok(Opening::Cancel(request))) => return crate::cancel::answer(shared, request).await,
+        Ok(Err(e)) => {
+            if refused_in_handshake(shared, conn_id, peer, &e) {
+                observe_handshake();
+            }
+            return;
         }
-        Ok(Err(e)) => return refused_in_handshake(shared, conn_id, peer, &e),
         Err(_) => {
             tracing::warn!(client.addr = %peer, reason = "timeout", "TLS handshake timed out");
+            observe_handshake();
             metrics.attempt(Attempt::TlsFailure(TlsFailure::Timeout));
-            audit_refused(shared, conn_id, peer, Cow::Borrowed("timeout"));
+            audit_refused(shared, conn_id, peer, None, "timeout");
             return;
         }
     };
-    metrics
-        .tls_handshake_seconds
-        .observe(started.elapsed().as_secs_f64());
+    observe_handshake();
     gauge.set(ClientState::Startup);
     let Established {
         mut stream,
@@ -76,11 +82,19 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         settings.startup_timeout,
         accept_client(shared, minor, &params, leaf.as_deref(), &mut out),
     )
-    .await
-    .unwrap_or(Err(ClientError::Protocol("startup timed out".into())));
+    .await;
     let ctx = match accepted {
-        Ok(ctx) => ctx,
-        Err(err) => {
+        Ok(Ok(ctx)) => ctx,
+        Err(_) => {
+            tracing::warn!(client.addr = %peer, "client refused: startup timed out");
+            audit_refused(shared, conn_id, peer, None, "startup_timeout");
+            out.clear();
+            ClientError::Protocol("startup timed out".into()).write_fatal(&mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        Ok(Err(err)) => {
             tracing::warn!(client.addr = %peer, code = err.sqlstate(), reason = %err.message(),
                 "client refused at startup");
             match &err {
@@ -90,12 +104,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
                 }
                 _ => {}
             }
-            audit_refused(
-                shared,
-                conn_id,
-                peer,
-                Cow::Owned(format!("startup {}", err.sqlstate())),
-            );
+            audit_refused(shared, conn_id, peer, None, startup_refusal_reason(&err));
             out.clear();
             err.write_fatal(&mut out);
             let _ = stream.write_all(&out).await;
@@ -108,7 +117,8 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         Err(err) => {
             tracing::warn!(client.addr = %peer, identity = %ctx.identity,
                 "client refused: too many sessions for this identity");
-            audit_refused(shared, conn_id, peer, Cow::Borrowed("identity_limit"));
+            let identity = Some(ctx.identity.clone());
+            audit_refused(shared, conn_id, peer, identity, "identity_limit");
             shared.cancels.unregister(ctx.cancel_key);
             out.clear();
             err.write_fatal(&mut out);
@@ -177,21 +187,35 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
     });
 }
 
-fn refused_in_handshake(shared: &Shared, conn_id: u64, peer: SocketAddr, e: &HandshakeError) {
+/// Accounts for a connection that ended in its handshake; returns whether it counted as a
+/// connection attempt.
+fn refused_in_handshake(
+    shared: &Shared,
+    conn_id: u64,
+    peer: SocketAddr,
+    e: &HandshakeError,
+) -> bool {
     let Some(attempt) = handshake_attempt(e) else {
         tracing::debug!(client.addr = %peer, reason = e.reason(), "closed before TLS");
-        return;
+        return false;
     };
     tracing::warn!(client.addr = %peer, reason = e.reason(), error = %e, "connection refused");
     shared.obs.metrics.attempt(attempt);
-    audit_refused(shared, conn_id, peer, Cow::Borrowed(e.reason()));
+    audit_refused(shared, conn_id, peer, None, e.reason());
+    true
 }
 
-fn audit_refused(shared: &Shared, conn_id: u64, peer: SocketAddr, reason: Cow<'static, str>) {
+fn audit_refused(
+    shared: &Shared,
+    conn_id: u64,
+    peer: SocketAddr,
+    identity: Option<Arc<str>>,
+    reason: &'static str,
+) {
     shared.obs.audit.connection_refused(ConnectionRefused {
         conn: conn_id,
         client_addr: peer,
-        reason,
-        identity: None,
+        reason: Cow::Borrowed(reason),
+        identity,
     });
 }
