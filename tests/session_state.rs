@@ -149,4 +149,60 @@ async fn an_encoding_that_can_hide_quotes_is_refused_mid_session() {
         .await
         .unwrap();
     assert_eq!(who.get::<_, String>(0), "UTF8");
+
+    // For one transaction only, by SET LOCAL or set_config(..., true), or to a value computed
+    // at run time: refused just the same, and the transaction can go on.
+    for sql in [
+        "SET LOCAL client_encoding TO 'SJIS'",
+        "SET LOCAL NAMES 'BIG5'",
+        "SELECT set_config('client_encoding', 'GBK', true)",
+        "SELECT set_config('client_encoding', lower('SJIS'), true)",
+    ] {
+        client.batch_execute("BEGIN").await.unwrap();
+        let err = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err).as_deref(), Some("0A000"), "{sql}: {err}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
+    let who = client
+        .query_typed_one("SELECT current_setting('client_encoding')", &[])
+        .await
+        .unwrap();
+    assert_eq!(who.get::<_, String>(0), "UTF8");
+}
+
+/// An encoding change no statement inspection sees (dynamic SQL in a DO block) is caught
+/// when the server reports it: the session ends with 0A000 and its backend is closed, so no
+/// later statement is read by the server in that encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsafe_encoding_reported_by_the_server_ends_the_session() {
+    let h = Harness::start(POOL_3).await;
+    let client = h.connect(Tenant::A).await;
+    let pid_before = client
+        .query_typed_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    let err = client
+        .batch_execute("DO $$ BEGIN EXECUTE 'SET client_' || 'encoding = ''SJIS'''; END $$")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("0A000"), "{err}");
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("SJIS"), "{message}");
+    assert!(client.is_closed() || client.simple_query("SELECT 1").await.is_err());
+
+    // The backend session that switched encodings is gone; the pool serves others in UTF8.
+    let other = h.connect(Tenant::B).await;
+    let row = other
+        .query_typed_one("SELECT current_setting('client_encoding')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "UTF8");
+    let alive = h.admin(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid_before}"
+    ));
+    assert_eq!(alive.trim(), "0", "the SJIS backend session was closed");
 }

@@ -268,13 +268,51 @@ async fn a_server_asking_for_md5_is_refused_unless_allowed() {
         "md5_app|t"
     );
 
+    // With channel binding required, even an allowed MD5 request is refused: only
+    // SCRAM-SHA-256-PLUS binds the login to this TLS session.
+    s.channel_binding = ChannelBindingPolicy::Require;
+    match connect(&s).await {
+        Err(e @ UpstreamError::ChannelBindingRequired { .. }) => {
+            assert!(e.to_string().contains(&addr), "{e}");
+        }
+        other => panic!("MD5 with channel binding required: {other:?}"),
+    }
+    s.channel_binding = ChannelBindingPolicy::Prefer;
+
     // The MD5 answer is checked by the server: a wrong password still fails.
-    s.password = PasswordSource::Value(Secret::new("not the password"));
+    let right_password = std::mem::replace(
+        &mut s.password,
+        PasswordSource::Value(Secret::new("not the password")),
+    );
     match connect(&s).await {
         Err(UpstreamError::Server { code, .. }) => assert_eq!(code, "28P01"),
         other => panic!("MD5 with a wrong password: {other:?}"),
     }
+    s.password = right_password;
     drop(backend);
+
+    // A server that lets the role in without asking anything (trust): accepted unless channel
+    // binding is required, since then nothing proves the server holds the credentials.
+    let hba = cluster.data_dir().join("pg_hba.conf");
+    let trusting = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
+    tokio::task::block_in_place(|| {
+        std::fs::write(&hba, trusting).expect("rewrite pg_hba.conf");
+        cluster
+            .psql("postgres", "SELECT pg_reload_conf()")
+            .expect("reload");
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.allow_md5_password = false;
+    let trusted = connect(&s)
+        .await
+        .expect("trust without channel binding required");
+    assert!(!trusted.channel_bound);
+    s.channel_binding = ChannelBindingPolicy::Require;
+    match connect(&s).await {
+        Err(UpstreamError::ChannelBindingRequired { .. }) => {}
+        other => panic!("trust with channel binding required: {other:?}"),
+    }
+    drop(trusted);
     drop(cluster);
 }
 

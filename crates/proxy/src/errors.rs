@@ -18,6 +18,8 @@ pub enum ClientError {
     UnsupportedStartupParameter(String),
     /// A client encoding whose characters can hide ASCII quote or backslash bytes.
     UnsupportedEncoding(String),
+    /// The server reported an unsafe client_encoding the guard did not see being set.
+    EncodingChanged(String),
     /// A startup `options` value that touches a protected setting.
     ProtectedStartupOption(String),
     /// A malformed or out-of-sequence message.
@@ -60,7 +62,8 @@ impl ClientError {
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedStartupParameter(_)
             | ClientError::NotSupported(_)
-            | ClientError::UnsupportedEncoding(_) => "0A000",
+            | ClientError::UnsupportedEncoding(_)
+            | ClientError::EncodingChanged(_) => "0A000",
             ClientError::ProtectedStartupOption(_) | ClientError::Guard(_) => "42501",
             ClientError::Protocol(_) | ClientError::FrameTooLarge(_) => "08P01",
             ClientError::DuplicateStatement(_) => "42P05",
@@ -109,6 +112,10 @@ impl ClientError {
             ClientError::UnsupportedEncoding(name) => format!(
                 "client_encoding \"{name}\" is not supported by pgcordon: its multi-byte \
                  characters can contain quote and backslash bytes; use UTF8"
+            ),
+            ClientError::EncodingChanged(name) => format!(
+                "the session's client_encoding became \"{name}\", whose multi-byte characters \
+                 can contain quote and backslash bytes; pgcordon closed the session"
             ),
             ClientError::ProtectedStartupOption(name) => {
                 format!("setting \"{name}\" is managed by pgcordon and cannot be set by the client")

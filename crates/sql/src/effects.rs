@@ -14,12 +14,17 @@ pub struct SessionEffects {
     /// RESET ALL or DISCARD ALL: every tracked parameter back to its default (before `sets`
     /// apply).
     pub resets_all: bool,
+    /// Every value the text gives `client_encoding`, at session level or for the transaction
+    /// only (`SET LOCAL`, `set_config(..., true)`), in order; `None` for a value that is not a
+    /// constant. The proxy refuses encodings in which its own reading of later statements
+    /// would differ from the server's.
+    pub encodings: Vec<Option<String>>,
 }
 
 impl SessionEffects {
     /// Whether the text leaves no session state behind.
     pub fn is_empty(&self) -> bool {
-        self.pins.is_none() && self.sets.is_empty() && !self.resets_all
+        self.pins.is_none() && self.sets.is_empty() && !self.resets_all && self.encodings.is_empty()
     }
 
     /// Records a pin; the first reason in text order is kept.
@@ -31,6 +36,10 @@ impl SessionEffects {
 
     pub(crate) fn set(&mut self, name: &str, value: Option<String>) {
         self.sets.push((name.to_owned(), value));
+    }
+
+    pub(crate) fn encoding(&mut self, value: Option<String>) {
+        self.encodings.push(value);
     }
 
     pub(crate) fn reset_all(&mut self) {

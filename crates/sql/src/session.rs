@@ -139,6 +139,11 @@ fn set_statement(stmt: &Tree, effects: &mut SessionEffects) {
         }
         return;
     }
+    // Even for the rest of one transaction, an encoding change decides how the server reads
+    // the statements after it.
+    if is(VariableSetKind::VarSetValue) && tracked::canonical(name) == Some("client_encoding") {
+        effects.encoding(tracked::render("client_encoding", args));
+    }
     // SET LOCAL ends with the transaction; SET x FROM CURRENT keeps the current value.
     if local || is(VariableSetKind::VarSetCurrent) {
         return;
@@ -332,6 +337,11 @@ fn set_config(call: &Tree, direct: bool, effects: &mut SessionEffects) {
         return;
     };
     let local = bool_constant(local);
+    if string_constant(name).and_then(tracked::canonical) == Some("client_encoding")
+        && !is_null_constant(value)
+    {
+        effects.encoding(string_constant(value).map(str::to_owned));
+    }
     if local == Some(true) {
         return;
     }
@@ -343,10 +353,7 @@ fn set_config(call: &Tree, direct: bool, effects: &mut SessionEffects) {
     };
 
     // set_config with a NULL value resets the setting.
-    let node = value.unwrap_node();
-    let is_null =
-        node.kind() == Some("AConst") && matches!(node.field("isnull"), Some(Tree::Flag(true)));
-    let value = match (is_null, string_constant(value)) {
+    let value = match (is_null_constant(value), string_constant(value)) {
         (true, _) => None,
         (false, Some(text)) => Some(text.to_owned()),
         (false, None) => return effects.pin(PinReason::SessionSet(canonical.to_ascii_lowercase())),
@@ -360,6 +367,12 @@ fn set_config(call: &Tree, direct: bool, effects: &mut SessionEffects) {
     if followed {
         effects.set(canonical, value);
     }
+}
+
+/// Whether the argument is the constant NULL.
+fn is_null_constant(arg: &Tree) -> bool {
+    let node = arg.unwrap_node();
+    node.kind() == Some("AConst") && matches!(node.field("isnull"), Some(Tree::Flag(true)))
 }
 
 /// A boolean constant as the server reads it: `true`/`false`, or a string such as `'on'`.

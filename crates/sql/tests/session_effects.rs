@@ -3,7 +3,9 @@
 
 mod classify_support;
 
-use classify_support::{and_pin, nothing, pin, pin_set, resets_all, run_effects, set, sets};
+use classify_support::{
+    and_pin, encodings, nothing, pin, pin_set, resets_all, run_effects, set, sets,
+};
 use pgcordon_sql::PinReason::{
     self, AdvisoryLock, HoldCursor, Listen, Other, SessionSet, SqlPrepare, TempTable,
 };
@@ -343,4 +345,38 @@ fn tracked_list_and_labels() {
         assert_eq!(reason.as_str(), label);
         assert_eq!(reason.to_string(), label);
     }
+}
+
+/// An encoding change that lasts only for the transaction still decides how the server reads
+/// the statements after it, so every value given to client_encoding is reported.
+#[test]
+fn every_client_encoding_change_is_reported_even_for_one_transaction() {
+    run_effects(&[
+        (
+            "SET LOCAL client_encoding = 'SJIS'",
+            encodings(&[Some("SJIS")]),
+        ),
+        ("SET LOCAL NAMES 'BIG5'", encodings(&[Some("BIG5")])),
+        ("SET LOCAL client_encoding TO DEFAULT", nothing()),
+        (
+            "SELECT set_config('client_encoding', 'SJIS', true)",
+            encodings(&[Some("SJIS")]),
+        ),
+        (
+            "SELECT set_config('CLIENT_ENCODING', 'gbk', true), 1",
+            encodings(&[Some("gbk")]),
+        ),
+        (
+            "SELECT set_config('client_encoding', current_setting('x.y'), true)",
+            encodings(&[None]),
+        ),
+        (
+            "SELECT 1; SET LOCAL client_encoding = 'LATIN1'; SELECT 2",
+            encodings(&[Some("LATIN1")]),
+        ),
+        (
+            "SELECT set_config('client_encoding', NULL, true)",
+            nothing(),
+        ),
+    ]);
 }

@@ -23,6 +23,14 @@ pub(crate) async fn authenticate(
     settings: &UpstreamSettings,
 ) -> Result<bool, UpstreamError> {
     let (code, data) = next_auth(conn).await?;
+    // With channel binding required, only SCRAM-SHA-256-PLUS proves that the server at the
+    // end of this TLS session is the one holding the credentials: a server that lets us in
+    // without asking (trust) or asks for a password method could be a relay in the middle.
+    if settings.channel_binding == ChannelBindingPolicy::Require && code != AUTH_SASL {
+        return Err(UpstreamError::ChannelBindingRequired {
+            addr: conn.addr.into(),
+        });
+    }
     match code {
         AUTH_OK => Ok(false),
         AUTH_SASL => scram(conn, settings, &data).await,

@@ -252,13 +252,21 @@ impl Session<'_> {
         if effects.is_empty() {
             return Ok(true);
         }
-        let unsafe_encoding = effects.sets.iter().find_map(|(name, value)| {
-            let value = canonical_value(name, value.as_deref()?);
-            (name == "client_encoding" && is_unsafe_encoding(&value)).then_some(value)
+        // Session-level or for one transaction: pgcordon reads every later statement as UTF-8,
+        // so the server must never read them in an encoding that can hide quote bytes.
+        let refusal = effects.encodings.iter().find_map(|value| match value {
+            Some(value) => {
+                let value = canonical_value("client_encoding", value);
+                is_unsafe_encoding(&value).then_some(ClientError::UnsupportedEncoding(value))
+            }
+            None => Some(ClientError::NotSupported(
+                "client_encoding can only be set to a constant through pgcordon, which must \
+                 refuse encodings whose characters can hide quote and backslash bytes"
+                    .into(),
+            )),
         });
-        if let Some(encoding) = unsafe_encoding {
-            self.refuse(msg.clone(), ClientError::UnsupportedEncoding(encoding))
-                .await?;
+        if let Some(err) = refusal {
+            self.refuse(msg.clone(), err).await?;
             return Ok(false);
         }
         if let Some(reason) = &effects.pins {

@@ -27,7 +27,7 @@ use crate::backend_io::{record_parameter, simple_query, write_draining, MAX_BACK
 use crate::cancel::CancelSlot;
 use crate::errors::ClientError;
 use crate::listener::Shared;
-use crate::params::{canonical_value, tracked_name, UNREPORTED};
+use crate::params::{canonical_value, is_unsafe_encoding, tracked_name, UNREPORTED};
 use crate::prepared::{empty_message, ClientStatements};
 use crate::responses::{Action, Effects};
 use crate::settings::PoolMode;
@@ -53,6 +53,9 @@ enum End {
     Fatal(ClientError),
     /// The backend session failed while attached; the client's transaction is gone.
     BackendLost(String),
+    /// The server reports a client_encoding pgcordon cannot read safely (changed where no
+    /// statement inspection sees it: a function, a DO block). The backend session is closed.
+    UnsafeEncoding(String),
 }
 
 struct Session<'a> {
@@ -290,6 +293,11 @@ impl Session<'_> {
             match msg.tag {
                 b'Z' => b.status = inspect::ready_status(msg.body()).unwrap_or(b'E'),
                 b'S' => {
+                    if let Some(encoding) = unsafe_encoding_reported(msg.body()) {
+                        tracing::warn!(encoding = %encoding,
+                            "the server reports an unsafe client_encoding; ending the session");
+                        return Err(End::UnsafeEncoding(encoding));
+                    }
                     record_parameter(&mut b.checkout.params, msg.body());
                     record_desired(&mut self.desired, msg.body());
                 }
@@ -463,6 +471,16 @@ impl Session<'_> {
 
     // ---- the end ----------------------------------------------------------------------------
 
+    /// Closes the attached backend session (its transaction, if any, was interrupted).
+    fn discard_backend(&mut self) {
+        if let Some(mut b) = self.backend.take() {
+            if let Some(tx) = b.tx.take() {
+                self.record_transaction(tx, Some(TransactionOutcome::Interrupted));
+            }
+            BackendPool::discard(b.checkout);
+        }
+    }
+
     async fn finish(mut self, end: End) -> ConnStats {
         let error = match end {
             End::ClientGone => None,
@@ -473,13 +491,12 @@ impl Session<'_> {
             End::Fatal(err) => Some(err),
             End::BackendLost(detail) => {
                 tracing::warn!(detail = %detail, "backend session lost while serving the client");
-                if let Some(mut b) = self.backend.take() {
-                    if let Some(tx) = b.tx.take() {
-                        self.record_transaction(tx, Some(TransactionOutcome::Interrupted));
-                    }
-                    BackendPool::discard(b.checkout);
-                }
+                self.discard_backend();
                 Some(ClientError::UpstreamLost(detail))
+            }
+            End::UnsafeEncoding(encoding) => {
+                self.discard_backend();
+                Some(ClientError::EncodingChanged(encoding))
             }
         };
         if let Some(tx) = self.backend.as_mut().and_then(|b| b.tx.take()) {
@@ -628,6 +645,16 @@ fn apply_settings(
         desired.insert(tracked.to_string(), value.clone());
         b.checkout.params.insert(tracked.to_string(), value);
     }
+}
+
+/// The canonical client_encoding of a ParameterStatus body, if it is one pgcordon refuses.
+fn unsafe_encoding_reported(body: &[u8]) -> Option<String> {
+    let mut parts = body.split(|b| *b == 0);
+    if parts.next()? != b"client_encoding" {
+        return None;
+    }
+    let value = canonical_value("client_encoding", &String::from_utf8_lossy(parts.next()?));
+    is_unsafe_encoding(&value).then_some(value)
 }
 
 /// Records a ParameterStatus for a tracked parameter as this client's desired value.

@@ -27,12 +27,26 @@ pub fn pin_set(name: &str) -> SessionEffects {
 }
 
 /// Only tracked settings, in order; `None` stands for a reset to the default.
+/// A client_encoding given a value is also listed among the encodings.
 pub fn sets(list: &[(&str, Option<&str>)]) -> SessionEffects {
     SessionEffects {
         sets: list
             .iter()
             .map(|(name, value)| (name.to_string(), value.map(str::to_owned)))
             .collect(),
+        encodings: list
+            .iter()
+            .filter(|(name, value)| *name == "client_encoding" && value.is_some())
+            .map(|(_, value)| value.map(str::to_owned))
+            .collect(),
+        ..SessionEffects::default()
+    }
+}
+
+/// Only encodings (changes that last for the transaction).
+pub fn encodings(list: &[Option<&str>]) -> SessionEffects {
+    SessionEffects {
+        encodings: list.iter().map(|v| v.map(str::to_owned)).collect(),
         ..SessionEffects::default()
     }
 }
