@@ -14,8 +14,7 @@ async fn sessions_per_identity_are_capped_with_53300() {
     let err = h
         .try_connect_with(h.client_tls(h.tenant_files(Tenant::A)), "app")
         .await
-        .err()
-        .expect("a third session of A is refused");
+        .expect_err("a third session of A is refused");
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err}");
     // Other identities are not affected, and a freed slot can be used again.
     let _b = h.connect(Tenant::B).await;
@@ -74,7 +73,6 @@ async fn over_the_connection_limit_a_client_is_told_53300() {
     let err = h
         .try_connect_with(h.client_tls(h.tenant_files(Tenant::A)), "app")
         .await
-        .err()
-        .expect("a third connection is refused");
+        .expect_err("a third connection is refused");
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err}");
 }

@@ -35,7 +35,7 @@ pub const SERVER_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// `pool.idle_timeout` default.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// `limits.startup_timeout`: from TCP accept to the end of authentication.
+/// `limits.startup_timeout`: from the StartupMessage to the first ReadyForQuery.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `limits.max_frame_bytes` default: large enough for big COPY rows and bulk inserts, small

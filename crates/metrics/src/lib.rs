@@ -34,6 +34,23 @@ pub use labels::{
     StatementRefusal, TargetRole, TlsFailure, UpstreamAuthFailure, UpstreamConnectFailure,
 };
 pub use prometheus::TEXT_FORMAT;
+
+/// The `reason` labels of `pgcordon_session_pins_total`: the classifier's fixed pin reasons
+/// (pgcordon-sql `PinReason::as_str`). A reason outside this list is still counted.
+pub const PIN_REASONS: [&str; 12] = [
+    "listen",
+    "session_set",
+    "temp_table",
+    "hold_cursor",
+    "advisory_lock",
+    "sql_prepare",
+    "role",
+    "load",
+    "do_block",
+    "set_config_dynamic",
+    "ambiguous_escapes",
+    "unparsable",
+];
 pub use scrape::{PoolSource, PoolStats};
 pub use target::{check_target_name, TargetMetrics, MAX_TARGETS, MAX_TARGET_NAME};
 
@@ -187,6 +204,11 @@ impl Metrics {
             ),
             &["reason"],
         ))?;
+        // Every reason is exported from the start, so a scrape shows the family (at zero)
+        // before the first pin, and alerts can rate() it.
+        for reason in PIN_REASONS {
+            session_pins.with_label_values(&[reason]);
+        }
 
         let target_families = TargetFamilies::register(&mut r)?;
 

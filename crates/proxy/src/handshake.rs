@@ -63,7 +63,7 @@ impl HandshakeError {
 /// What a connection turned out to be once its first packet was read.
 pub enum Opening {
     /// A client that wants a session.
-    Client(Established),
+    Client(Box<Established>),
     /// A CancelRequest; the connection stays open until the cancel has been dealt with, so
     /// that it can then be closed properly (over TLS: with a close_notify alert).
     Cancel(CancelRequest),
@@ -178,12 +178,14 @@ async fn read_startup_over_tls(
     loop {
         if let Some(packet) = decode_startup(&mut buf)? {
             return match packet {
-                FirstPacket::Startup { minor, params, .. } => Ok(Opening::Client(Established {
-                    stream,
-                    minor,
-                    params,
-                    leftover: buf,
-                })),
+                FirstPacket::Startup { minor, params, .. } => {
+                    Ok(Opening::Client(Box::new(Established {
+                        stream,
+                        minor,
+                        params,
+                        leftover: buf,
+                    })))
+                }
                 FirstPacket::CancelRequest {
                     process_id,
                     secret_key,

@@ -39,7 +39,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
             .observe(started.elapsed().as_secs_f64())
     };
     let established = match handshake.await {
-        Ok(Ok(Opening::Client(established))) => established,
+        Ok(Ok(Opening::Client(established))) => *established,
         Ok(Ok(Opening::Cancel(request))) => return crate::cancel::answer(shared, request).await,
         Ok(Err(e)) => {
             if refused_in_handshake(shared, conn_id, peer, &e) {
