@@ -500,3 +500,40 @@ fn wildcard_listen_addresses_are_refused_by_the_configuration() {
     assert!(allowed.allow_wildcard);
     load(config("127.0.0.1:6432", "")).expect("a loopback address loads");
 }
+
+/// A resumed TLS session skips certificate verification; pgcordon still refuses it once the
+/// certificate it carries has expired (the full handshake would fail with an alert instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_with_a_certificate_expired_since_is_refused() {
+    let h = raw::harness(POOL_COLD, "").await;
+    let now = SystemTime::now();
+    let short = tenant_a_valid(&h.stack.ca, now - DAY, now + Duration::from_secs(3));
+    let short = write_cert(&h, &short, "short-lived");
+    // One client configuration, so both connections share its session cache.
+    let tls = h.client_tls(&short);
+    let config = raw::pg_config(h.addr.port(), "app");
+
+    let first = raw::connect_tls(&config, tls.clone())
+        .await
+        .expect("the certificate is still valid");
+    assert_eq!(identity_of(&first).await, TENANT_A);
+    drop(first);
+
+    let expires = now + Duration::from_secs(4);
+    tokio::time::sleep(
+        expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+    .await;
+    let err = raw::connect_tls(&config, tls)
+        .await
+        .expect_err("an expired certificate is refused, resumed or not");
+    let (severity, code, message) = raw::db_error(&err);
+    assert_eq!(
+        (severity.as_str(), code.as_str()),
+        ("FATAL", "28000"),
+        "a resumed handshake reaches startup, where the expiry is checked: {err:?}"
+    );
+    assert!(message.contains("expired"), "{message}");
+}

@@ -12,6 +12,8 @@ pub enum ClientError {
     TlsRequired,
     /// The certificate verified but carries no usable identity (why, and a metric label).
     NoIdentity(String, &'static str),
+    /// The certificate of a resumed TLS session expired after its full handshake.
+    CertificateExpired,
     /// The client asked for a database that is not configured.
     UnknownDatabase(String),
     /// A startup parameter we do not pass through.
@@ -58,7 +60,9 @@ pub enum ClientError {
 impl ClientError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            ClientError::TlsRequired | ClientError::NoIdentity(..) => "28000",
+            ClientError::TlsRequired
+            | ClientError::NoIdentity(..)
+            | ClientError::CertificateExpired => "28000",
             ClientError::UnknownDatabase(_) => "3D000",
             ClientError::UnsupportedStartupParameter(_)
             | ClientError::NotSupported(_)
@@ -102,6 +106,7 @@ impl ClientError {
                  (or stronger) and sslcert/sslkey"
                     .into()
             }
+            ClientError::CertificateExpired => "the client certificate has expired".into(),
             ClientError::NoIdentity(why, _) => {
                 format!("client certificate does not carry an acceptable identity: {why}")
             }

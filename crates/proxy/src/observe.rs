@@ -86,6 +86,7 @@ pub fn identity_attempt(reason: &str) -> Attempt {
 pub fn startup_refusal_reason(err: &ClientError) -> &'static str {
     match err {
         ClientError::NoIdentity(_, reason) => identity_attempt(reason).reason(),
+        ClientError::CertificateExpired => CertificateRefusal::Expired.as_str(),
         ClientError::ProtectedStartupOption(_) => StatementRefusal::StartupOption.as_str(),
         ClientError::UnknownDatabase(_) => "unknown_database",
         ClientError::UnsupportedStartupParameter(_) => "startup_parameter",

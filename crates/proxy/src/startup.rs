@@ -80,6 +80,12 @@ pub async fn accept_client(
     let leaf = leaf.ok_or_else(|| ClientError::NoIdentity("no certificate".into(), "invalid"))?;
     let peer = pgcordon_tls::extract_identity(leaf, &shared.settings.identity)
         .map_err(|e| ClientError::NoIdentity(e.to_string(), e.reason()))?;
+    // A resumed TLS session skips certificate verification: its certificate was valid at the
+    // full handshake and may have expired since. (Revocation is handled by the reload, which
+    // starts a fresh session cache with the new CRL.)
+    if peer.not_after < std::time::SystemTime::now() {
+        return Err(ClientError::CertificateExpired);
+    }
 
     let defaults = shared.defaults().await?;
     let mut desired = defaults.tracked();

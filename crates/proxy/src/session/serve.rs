@@ -99,6 +99,9 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
                 "client refused at startup");
             match &err {
                 ClientError::NoIdentity(_, reason) => metrics.attempt(identity_attempt(reason)),
+                ClientError::CertificateExpired => metrics.attempt(Attempt::CertificateRefused(
+                    pgcordon_metrics::CertificateRefusal::Expired,
+                )),
                 ClientError::ProtectedStartupOption(_) => {
                     metrics.statement_refused(StatementRefusal::StartupOption)
                 }

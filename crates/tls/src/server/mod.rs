@@ -13,13 +13,18 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{InconsistentKeys, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::load::{load_certs, load_private_key};
 use crate::{ring_provider, TlsError, ALPN_POSTGRESQL, PROTOCOL_VERSIONS};
+
+/// Resumable client sessions kept per configuration. Each entry holds the client's
+/// certificate (about 1-2 KiB), so this bounds the cache near 10 MiB while covering several
+/// thousand returning clients; the oldest entries make way for new ones.
+const SESSION_CACHE_ENTRIES: usize = 8192;
 
 /// Files that make up the client-facing mTLS configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,11 @@ pub fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>, 
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    // Returning clients (a pod's driver reconnecting, pool refills) resume instead of paying
+    // for a full handshake with certificate verification. Stateful resumption keeps the
+    // sessions here, bounded, and dies with this configuration, so a reload with a new CA or
+    // CRL resumes nothing from before it.
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
 
     tracing::debug!(
         cert = %settings.cert.display(),

@@ -134,3 +134,48 @@ fn every_configured_suite_is_aead_with_ecdhe() {
         );
     }
 }
+
+/// Handshakes, lets the client read one byte (so it takes in the TLS 1.3 tickets sent after
+/// the handshake), and returns how the server's side of the handshake went.
+async fn kind_of_handshake(
+    config: Arc<ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    leaf: &[u8],
+) -> rustls::HandshakeKind {
+    let outcome = handshake(config, client, localhost()).await;
+    let mut server = outcome.server.expect("server accepts");
+    let mut client = outcome.client.expect("client connects");
+    server.write_all(b"x").await.expect("server writes");
+    server.flush().await.expect("server flushes");
+    let mut byte = [0u8; 1];
+    client.read_exact(&mut byte).await.expect("client reads");
+    let (_, conn) = server.get_ref();
+    let peer = conn.peer_certificates().expect("client certificate known");
+    assert_eq!(
+        peer[0].as_ref(),
+        leaf,
+        "the session keeps the client's certificate"
+    );
+    conn.handshake_kind().expect("handshake done")
+}
+
+#[tokio::test]
+async fn returning_clients_resume_until_the_configuration_is_rebuilt() {
+    let (dir, pki) = (TempDir::new(), Pki::new());
+    let settings = write_settings(&dir, &pki, &[]);
+    let config = server_config(&settings).expect("config builds");
+    let alice = pki.client("alice");
+
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let client = client_config_with(pki.ca_der(), Some(&alice), &[version]);
+        let first = kind_of_handshake(Arc::clone(&config), Arc::clone(&client), &alice.cert_der);
+        assert_eq!(first.await, rustls::HandshakeKind::Full, "{version:?}");
+        let again = kind_of_handshake(Arc::clone(&config), Arc::clone(&client), &alice.cert_der);
+        assert_eq!(again.await, rustls::HandshakeKind::Resumed, "{version:?}");
+
+        // A reload builds a new configuration: nothing from before it resumes.
+        let rebuilt = server_config(&settings).expect("config builds");
+        let after = kind_of_handshake(rebuilt, client, &alice.cert_der).await;
+        assert_eq!(after, rustls::HandshakeKind::Full, "{version:?}");
+    }
+}
