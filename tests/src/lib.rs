@@ -9,6 +9,8 @@ use std::sync::Arc;
 use pgcordon_devkit::stack::{Stack, TENANT_A, TENANT_B};
 use tokio::sync::oneshot;
 
+pub mod fake_upstream;
+pub mod hostile;
 pub mod ops_kit;
 pub mod raw;
 pub mod routing_kit;

@@ -26,6 +26,9 @@ pub enum Request {
     Sync,
     /// A simple Query or a FunctionCall: everything up to ReadyForQuery.
     Query,
+    /// The client's CopyDone or CopyFail: no response of its own; it marks where the server
+    /// leaves copy-in mode, until which it ignores Sync.
+    CopyEnd,
 }
 
 impl Request {
@@ -40,6 +43,7 @@ impl Request {
             b'C' => Some(Request::Close),
             b'S' => Some(Request::Sync),
             b'Q' | b'F' => Some(Request::Query),
+            b'c' | b'f' => Some(Request::CopyEnd),
             _ => None,
         }
     }
@@ -53,6 +57,7 @@ impl Request {
             Request::DescribeStatement | Request::DescribePortal => tag == b'T' || tag == b'n',
             Request::Execute => matches!(tag, b'C' | b'I' | b's'),
             Request::Sync | Request::Query => tag == b'Z',
+            Request::CopyEnd => false,
         }
     }
 }
@@ -113,10 +118,18 @@ pub struct Effects {
 #[derive(Debug, Default)]
 pub struct ResponseQueue {
     entries: VecDeque<Entry>,
+    /// The server is in copy-in mode and the client has not ended it yet: a Sync the client
+    /// sends now is ignored by the server and gets no ReadyForQuery.
+    copy_in: bool,
 }
 
 impl ResponseQueue {
     pub fn push(&mut self, request: Request, disposition: Disposition, note: Note) {
+        match request {
+            Request::Sync if self.copy_in => return,
+            Request::CopyEnd => self.copy_in = false,
+            _ => {}
+        }
         self.entries.push_back(Entry {
             request,
             disposition,
@@ -128,15 +141,37 @@ impl ResponseQueue {
         self.entries.is_empty()
     }
 
+    /// CopyInResponse: the server ignores (PostgreSQL's CopyGetData) every Sync it reads
+    /// until the client's CopyDone or CopyFail, so the Syncs queued behind the COPY up to that
+    /// point will get no ReadyForQuery. If the client has not ended the copy yet, later Syncs
+    /// are not queued either (see [`ResponseQueue::push`]).
+    fn enter_copy_in(&mut self) {
+        let end = self
+            .entries
+            .iter()
+            .position(|e| e.request == Request::CopyEnd);
+        let limit = end.unwrap_or(self.entries.len());
+        // Index 0 is the COPY itself (an Execute or a Query).
+        let mut index = 0;
+        self.entries.retain(|e| {
+            let ignored = index > 0 && index < limit && e.request == Request::Sync;
+            index += 1;
+            !ignored
+        });
+        self.copy_in = end.is_none();
+    }
+
     /// Emits synthesized responses that have reached the head, without waiting for a backend
-    /// message (they answer requests that were never sent).
+    /// message (they answer requests that were never sent), and drops copy-end markers there.
     pub fn drain_synthesized(&mut self, effects: &mut Effects) {
-        while let Some(Entry {
-            disposition: Disposition::Synthesize(tag),
-            ..
-        }) = self.entries.front()
-        {
-            effects.synthesized.push(*tag);
+        while let Some(entry) = self.entries.front() {
+            match entry.disposition {
+                Disposition::Synthesize(tag) if entry.request != Request::CopyEnd => {
+                    effects.synthesized.push(tag)
+                }
+                _ if entry.request == Request::CopyEnd => {}
+                _ => break,
+            }
             self.entries.pop_front();
         }
     }
@@ -146,6 +181,9 @@ impl ResponseQueue {
         self.drain_synthesized(effects);
         if matches!(tag, b'N' | b'S' | b'A') {
             return Action::Forward;
+        }
+        if tag == b'G' {
+            self.enter_copy_in();
         }
         let Some(head) = self.entries.front() else {
             // Nothing outstanding: an unsolicited message (a FATAL before close, for example).
@@ -209,6 +247,44 @@ mod tests {
             .map(|t| q.on_message(*t, &mut effects))
             .collect();
         (actions, effects)
+    }
+
+    fn push_all(q: &mut ResponseQueue, requests: &[Request]) {
+        for r in requests {
+            q.push(*r, Disposition::Forward, Note::None);
+        }
+    }
+
+    /// tokio-postgres and libpq send Sync right after the COPY's Execute; the server ignores it
+    /// in copy-in mode and answers only the Sync after CopyDone or CopyFail.
+    #[test]
+    fn syncs_sent_during_copy_in_expect_no_ready_for_query() {
+        use Request::{Bind, CopyEnd, Execute, Sync};
+        // The whole copy was sent before the CopyInResponse arrived.
+        let mut q = ResponseQueue::default();
+        push_all(&mut q, &[Bind, Execute, Sync, CopyEnd, Sync]);
+        let (actions, _) = run(&mut q, b"2GCZ");
+        assert!(actions.iter().all(|a| *a == Action::Forward));
+        assert!(q.is_empty(), "{q:?}");
+
+        // The copy ends after the CopyInResponse; a Sync in between is ignored too.
+        let mut q = ResponseQueue::default();
+        push_all(&mut q, &[Bind, Execute, Sync]);
+        run(&mut q, b"2G");
+        push_all(&mut q, &[Sync, CopyEnd, Sync]);
+        run(&mut q, b"CZ");
+        assert!(q.is_empty(), "{q:?}");
+
+        // An error in the middle (a bad row, or CopyFail): skip to the Sync after the copy.
+        let mut q = ResponseQueue::default();
+        push_all(&mut q, &[Bind, Execute, Sync, CopyEnd, Sync]);
+        run(&mut q, b"2GEZ");
+        assert!(q.is_empty(), "{q:?}");
+
+        // The next batch after a finished copy is answered normally.
+        push_all(&mut q, &[Request::Query]);
+        run(&mut q, b"TDCZ");
+        assert!(q.is_empty(), "{q:?}");
     }
 
     #[test]
