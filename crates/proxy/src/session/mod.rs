@@ -488,7 +488,16 @@ impl Session<'_> {
                 self.complete_before_terminate().await;
                 None
             }
-            End::Fatal(err) => Some(err),
+            End::Fatal(err) => {
+                if matches!(
+                    err,
+                    ClientError::Protocol(_) | ClientError::FrameTooLarge(_)
+                ) {
+                    tracing::warn!(code = err.sqlstate(), reason = %err.message(),
+                        "client broke the protocol; session closed");
+                }
+                Some(err)
+            }
             End::BackendLost(detail) => {
                 tracing::warn!(detail = %detail, "backend session lost while serving the client");
                 self.discard_backend();
