@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgcordon_devkit::stack::Stack;
-use pgcordon_e2e::{client_tls, start_proxy, Tenant};
+use pgcordon_e2e::{client_tls, connect_proxy, start_proxy, start_stack, Tenant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -133,15 +133,7 @@ async fn setup() -> Setup {
         )
         .with_test_writer()
         .try_init();
-    let dir = tempfile::Builder::new()
-        .prefix("pgcordon-rtt")
-        .tempdir()
-        .expect("temp dir");
-    let root = dir.path().to_path_buf();
-    let stack = tokio::task::spawn_blocking(move || Stack::start(&root))
-        .await
-        .expect("stack task")
-        .expect("start the PostgreSQL stack");
+    let (dir, stack) = start_stack("pgcordon-rtt").await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("relay port");
     let relay_addr = listener.local_addr().expect("relay address");
@@ -172,21 +164,9 @@ async fn connect(s: &Setup, tenant: Tenant) -> tokio_postgres::Client {
         Tenant::B => &s.stack.files.tenant_b,
     };
     let tls = client_tls(&s.stack.files.ca, Some(files));
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("localhost")
-        .port(s.proxy.port())
-        .user("api")
-        .dbname("app")
-        .ssl_mode(tokio_postgres::config::SslMode::Require);
-    let (client, connection) = config
-        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+    connect_proxy(s.proxy, tls, "app")
         .await
-        .expect("connect through pgcordon");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+        .expect("connect through pgcordon")
 }
 
 /// What one measured transaction does, and how many client round trips it makes.

@@ -53,15 +53,7 @@ impl Harness {
     /// Starts a stack and pgcordon; `extra` is appended to the configuration.
     pub async fn start_with(pool_yaml: &str, extra: &str) -> Harness {
         init_logging();
-        let dir = tempfile::Builder::new()
-            .prefix("pgcordon-e2e")
-            .tempdir()
-            .expect("temp dir");
-        let root = dir.path().to_path_buf();
-        let stack = tokio::task::spawn_blocking(move || Stack::start(&root))
-            .await
-            .expect("stack task")
-            .expect("start the PostgreSQL stack");
+        let (dir, stack) = start_stack("pgcordon-e2e").await;
         let listen = Stack::free_listen_addr().expect("free port");
         let config_path = stack
             .write_config(&listen, pool_yaml, extra)
@@ -101,19 +93,7 @@ impl Harness {
         tls: rustls::ClientConfig,
         dbname: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("localhost")
-            .port(self.addr.port())
-            .user("api")
-            .dbname(dbname)
-            .ssl_mode(tokio_postgres::config::SslMode::Require);
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-        let (client, connection) = config.connect(tls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        connect_proxy(self.addr, tls, dbname).await
     }
 
     /// Connects as `tenant` and delivers the server's notifications (LISTEN/NOTIFY) on a channel.
@@ -216,6 +196,43 @@ pub async fn launch(config_path: &std::path::Path) -> RunningProxy {
 pub async fn start_proxy(config_path: &std::path::Path) -> (SocketAddr, oneshot::Sender<()>) {
     let running = launch(config_path).await;
     (running.addr, running.shutdown)
+}
+
+/// Starts the devkit stack (PostgreSQL 15 with TLS and SCRAM, the CA, tenant certificates) in
+/// a new temporary directory named with `prefix`; the directory goes when it is dropped.
+pub async fn start_stack(prefix: &str) -> (tempfile::TempDir, Stack) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    let root = dir.path().to_path_buf();
+    let stack = tokio::task::spawn_blocking(move || Stack::start(&root))
+        .await
+        .expect("stack task")
+        .expect("start the PostgreSQL stack");
+    (dir, stack)
+}
+
+/// Connects to pgcordon at `addr` with tokio-postgres over `tls` (the connection task runs
+/// in the background).
+pub async fn connect_proxy(
+    addr: SocketAddr,
+    tls: rustls::ClientConfig,
+    dbname: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("localhost")
+        .port(addr.port())
+        .user("api")
+        .dbname(dbname)
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// A rustls client configuration (ring provider) trusting `ca`, optionally presenting a cert.

@@ -70,15 +70,7 @@ pub struct OpsStack {
 
 impl OpsStack {
     pub async fn start() -> OpsStack {
-        let dir = tempfile::Builder::new()
-            .prefix("pgcordon-ops")
-            .tempdir()
-            .expect("temp dir");
-        let root = dir.path().to_path_buf();
-        let stack = tokio::task::spawn_blocking(move || Stack::start(&root))
-            .await
-            .expect("stack task")
-            .expect("start the PostgreSQL stack");
+        let (dir, stack) = crate::start_stack("pgcordon-ops").await;
         OpsStack { stack, _dir: dir }
     }
 
