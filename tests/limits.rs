@@ -2,9 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use pgcordon_e2e::{sqlstate, Harness, Tenant};
+use pgcordon_e2e::{metric, sqlstate, Harness, Tenant};
 
 const POOL: &str = "  mode: transaction\n  size: 2\n  min_idle: 1\n  acquire_timeout: 5s";
+const LIMITS: &str = "pgcordon_limits_reached_total";
+
+fn reached(h: &Harness, limit: &str) -> f64 {
+    metric(&h.obs, LIMITS, &[("limit", limit)])
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_per_identity_are_capped_with_53300() {
@@ -16,6 +21,8 @@ async fn sessions_per_identity_are_capped_with_53300() {
         .await
         .expect_err("a third session of A is refused");
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err}");
+    assert_eq!(reached(&h, "max_connections_per_identity"), 1.0);
+    assert_eq!(reached(&h, "max_client_connections"), 0.0);
     // Other identities are not affected, and a freed slot can be used again.
     let _b = h.connect(Tenant::B).await;
     drop(a2);
@@ -51,6 +58,8 @@ async fn an_idle_transaction_is_ended_and_rolled_back() {
     assert!(a.is_closed() || sqlstate(&err).is_some(), "{err}");
     let n = h.admin("SELECT count(*) FROM documents WHERE title = 'abandoned'");
     assert_eq!(n.trim(), "0", "the transaction was rolled back");
+    assert_eq!(reached(&h, "idle_in_transaction_timeout"), 1.0);
+    assert_eq!(reached(&h, "client_idle_timeout"), 0.0);
 
     // An idle session (between transactions) is ended after client_idle_timeout, and not before.
     let idle = h.connect(Tenant::B).await;
@@ -63,6 +72,7 @@ async fn an_idle_transaction_is_ended_and_rolled_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(idle.is_closed(), "the idle session was closed");
+    assert_eq!(reached(&h, "client_idle_timeout"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,4 +85,5 @@ async fn over_the_connection_limit_a_client_is_told_53300() {
         .await
         .expect_err("a third connection is refused");
     assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err}");
+    assert_eq!(reached(&h, "max_client_connections"), 1.0);
 }

@@ -243,6 +243,13 @@ fn malformed_frames_in_a_session_get_08p01_and_lose_nothing() {
         let (_, error) = hostile::send_expect_fatal(&mut s, &raw::query_message(&sql)).await;
         let over = (MAX_FRAME + 1).to_string();
         expect_code(&error, "08P01", &["too large", &over]);
+        // Three over-cap headers above and this Query, at least (random inputs may add more).
+        let over_cap = pgcordon_e2e::metric(
+            &h.obs,
+            "pgcordon_limits_reached_total",
+            &[("limit", "max_frame_bytes")],
+        );
+        assert!(over_cap >= 4.0, "max_frame_bytes reached {over_cap} times");
 
         // Inside a transaction: the session ends and the transaction is rolled back.
         let mut s = t.session().await;

@@ -156,21 +156,7 @@ fn assert_closed_by_timeout(t: &Trickled) {
 
 /// One metric sample of the proxy's registry (0 when the series does not exist yet).
 fn sample(proxy: &RunningProxy, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = proxy.obs.metrics.render();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("Prometheus text format");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: unexpected sample kind {other:?}"),
-        })
-        .sum()
+    pgcordon_e2e::metric(&proxy.obs, name, labels)
 }
 
 const ATTEMPTS: &str = "pgcordon_client_connection_attempts_total";
@@ -196,6 +182,11 @@ async fn a_trickling_client_is_closed_at_the_handshake_timeout_in_every_phase() 
         raw::expect_refusal_logged(t.local_port, "timeout").await;
     }
     assert_eq!(sample(&b.proxy, ATTEMPTS, &TIMEOUTS) - before, 3.0);
+    let limit = [("limit", "handshake_timeout")];
+    assert_eq!(
+        sample(&b.proxy, "pgcordon_limits_reached_total", &limit),
+        3.0
+    );
     assert_eq!(
         sample(&b.proxy, CONNECTIONS, &[("state", "handshake")]),
         0.0

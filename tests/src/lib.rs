@@ -40,6 +40,8 @@ pub struct Harness {
     pub stack: Stack,
     pub addr: SocketAddr,
     pub config_path: PathBuf,
+    /// The proxy's metrics (see [`metric`]) and audit handles.
+    pub obs: pgcordon_proxy::Observability,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -58,12 +60,13 @@ impl Harness {
         let config_path = stack
             .write_config(&listen, pool_yaml, extra)
             .expect("write config");
-        let (addr, shutdown) = start_proxy(&config_path).await;
+        let running = launch(&config_path).await;
         Harness {
             stack,
-            addr,
+            addr: running.addr,
             config_path,
-            shutdown: Some(shutdown),
+            obs: running.obs,
+            shutdown: Some(running.shutdown),
             _dir: dir,
         }
     }
@@ -255,6 +258,26 @@ pub fn client_tls(ca: &std::path::Path, cert: Option<&(PathBuf, PathBuf)>) -> ru
             .expect("client cert"),
         None => builder.with_no_client_auth(),
     }
+}
+
+/// The sum of the samples of metric `name` whose labels include `labels`, from the proxy's
+/// own Prometheus rendering parsed by a real text-format parser.
+pub fn metric(obs: &pgcordon_proxy::Observability, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = obs.metrics.render();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: unexpected sample kind {other:?}"),
+        })
+        .sum()
 }
 
 /// The SQLSTATE of a tokio-postgres error, if the server (or pgcordon) sent one.

@@ -182,6 +182,26 @@ impl Attempt {
 }
 
 label_enum! {
+    /// Which limit ended or refused a client connection (`pgcordon_limits_reached_total`).
+    pub enum Limit {
+        /// `limits.max_client_connections`: refused with 53300.
+        MaxClientConnections => "max_client_connections",
+        /// `limits.max_connections_per_identity`: refused with 53300.
+        ConnectionsPerIdentity => "max_connections_per_identity",
+        /// `limits.max_frame_bytes`: a message over the cap, FATAL 08P01.
+        MaxFrameBytes => "max_frame_bytes",
+        /// `tls.handshake_timeout`: closed before the StartupMessage arrived.
+        HandshakeTimeout => "handshake_timeout",
+        /// `limits.startup_timeout`: FATAL 08P01.
+        StartupTimeout => "startup_timeout",
+        /// `limits.client_idle_timeout`: FATAL 57P05.
+        ClientIdleTimeout => "client_idle_timeout",
+        /// `limits.idle_in_transaction_timeout`: FATAL 25P03, the transaction rolled back.
+        IdleInTransactionTimeout => "idle_in_transaction_timeout",
+    }
+}
+
+label_enum! {
     /// Why the statement guard refused a statement (`pgcordon_statements_refused_total`).
     /// The values follow the guard's own refusal reasons one for one.
     pub enum StatementRefusal {

@@ -30,8 +30,9 @@ use prometheus::{IntGaugeVec, Opts, TextEncoder};
 pub use client::ClientConnection;
 pub use error::MetricsError;
 pub use labels::{
-    Attempt, CertificateKind, CertificateRefusal, ClientState, IdentityRefusal, ReloadOutcome,
-    StatementRefusal, TargetRole, TlsFailure, UpstreamAuthFailure, UpstreamConnectFailure,
+    Attempt, CertificateKind, CertificateRefusal, ClientState, IdentityRefusal, Limit,
+    ReloadOutcome, StatementRefusal, TargetRole, TlsFailure, UpstreamAuthFailure,
+    UpstreamConnectFailure,
 };
 pub use prometheus::TEXT_FORMAT;
 
@@ -73,6 +74,7 @@ pub struct Metrics {
     clients: Arc<ClientStates>,
     attempts: Vec<IntCounter>,
     refused_statements: Vec<IntCounter>,
+    limits_reached: Vec<IntCounter>,
     reloads: Vec<IntCounter>,
     last_reload_successful: IntGauge,
     target_families: TargetFamilies,
@@ -168,6 +170,15 @@ impl Metrics {
         ))?;
         let refused_statements = labelled(&refused_vec, StatementRefusal::ALL, |v| v.as_str());
 
+        let limits_vec = r.add(IntCounterVec::new(
+            Opts::new(
+                "pgcordon_limits_reached_total",
+                "Client connections refused or ended because they reached a configured limit.",
+            ),
+            &["limit"],
+        ))?;
+        let limits_reached = labelled(&limits_vec, Limit::ALL, |v| v.as_str());
+
         let client_received_bytes = r.add(IntCounter::new(
             "pgcordon_client_received_bytes_total",
             "Bytes received from clients, after TLS decryption.",
@@ -226,6 +237,7 @@ impl Metrics {
             clients: Arc::new(clients),
             attempts,
             refused_statements,
+            limits_reached,
             reloads,
             last_reload_successful,
             target_families,
@@ -259,6 +271,11 @@ impl Metrics {
     /// Counts one refused statement (or startup option).
     pub fn statement_refused(&self, reason: StatementRefusal) {
         self.refused_statements[reason.index()].inc();
+    }
+
+    /// Counts a client connection refused or ended by `limit`.
+    pub fn limit_reached(&self, limit: Limit) {
+        self.limits_reached[limit.index()].inc();
     }
 
     /// Counts a reload and sets `pgcordon_last_reload_successful`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pgcordon_admin::ReadinessFlags;
-use pgcordon_metrics::{PoolStats, TargetMetrics, TargetRole};
+use pgcordon_metrics::{Limit, PoolStats, TargetMetrics, TargetRole};
 use pgcordon_pool::BackendPool;
 use pgcordon_sql::Guard;
 use tokio::net::TcpListener;
@@ -398,6 +398,11 @@ const MAX_CONCURRENT_REFUSALS: usize = 64;
 
 fn refuse_over_limit(tcp: tokio::net::TcpStream, shared: &Arc<Shared>, refusals: &Arc<Semaphore>) {
     let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        shared
+            .obs
+            .metrics
+            .limit_reached(Limit::MaxClientConnections);
+        tracing::debug!("over the connection limit and too many refusals under way: closed");
         return;
     };
     let shared = shared.clone();
@@ -408,6 +413,10 @@ fn refuse_over_limit(tcp: tokio::net::TcpStream, shared: &Arc<Shared>, refusals:
             tokio::time::timeout(timeout, crate::handshake::establish(tcp, &acceptor));
         match established.await {
             Ok(Ok(Opening::Client(mut e))) => {
+                shared
+                    .obs
+                    .metrics
+                    .limit_reached(Limit::MaxClientConnections);
                 let mut out = bytes::BytesMut::new();
                 ClientError::TooManyConnections.write_fatal(&mut out);
                 let _ = tokio::io::AsyncWriteExt::write_all(&mut e.stream, &out).await;

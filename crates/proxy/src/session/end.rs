@@ -2,6 +2,7 @@
 //! session it held, and the statements it queued before Terminate.
 
 use pgcordon_audit::TransactionOutcome;
+use pgcordon_metrics::Limit;
 use pgcordon_pool::BackendPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,6 +32,9 @@ impl Session<'_> {
                 None
             }
             End::Fatal(err) => {
+                if let Some(limit) = limit_of(&err) {
+                    self.shared.obs.metrics.limit_reached(limit);
+                }
                 if matches!(
                     err,
                     ClientError::Protocol(_) | ClientError::FrameTooLarge(_)
@@ -107,6 +111,16 @@ impl Session<'_> {
         if drained.is_err() {
             tracing::warn!("statements sent before Terminate did not complete in time");
         }
+    }
+}
+
+/// The limit a session-ending error enforces, if it is one.
+fn limit_of(err: &ClientError) -> Option<Limit> {
+    match err {
+        ClientError::FrameTooLarge(_) => Some(Limit::MaxFrameBytes),
+        ClientError::IdleSessionTimeout => Some(Limit::ClientIdleTimeout),
+        ClientError::IdleInTransactionTimeout => Some(Limit::IdleInTransactionTimeout),
+        _ => None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use pgcordon_audit::{ConnectionAccepted, ConnectionClosed, ConnectionRefused};
-use pgcordon_metrics::{Attempt, ClientState, StatementRefusal, TlsFailure};
+use pgcordon_metrics::{Attempt, ClientState, Limit, StatementRefusal, TlsFailure};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -49,6 +49,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         }
         Err(_) => {
             tracing::warn!(client.addr = %peer, reason = "timeout", "TLS handshake timed out");
+            metrics.limit_reached(Limit::HandshakeTimeout);
             observe_handshake();
             metrics.attempt(Attempt::TlsFailure(TlsFailure::Timeout));
             audit_refused(shared, conn_id, peer, None, "timeout");
@@ -87,6 +88,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         Ok(Ok(ctx)) => ctx,
         Err(_) => {
             tracing::warn!(client.addr = %peer, "client refused: startup timed out");
+            metrics.limit_reached(Limit::StartupTimeout);
             audit_refused(shared, conn_id, peer, None, "startup_timeout");
             out.clear();
             ClientError::Protocol("startup timed out".into()).write_fatal(&mut out);
@@ -120,6 +122,7 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Arc<Shared>
         Err(err) => {
             tracing::warn!(client.addr = %peer, identity = %ctx.identity,
                 "client refused: too many sessions for this identity");
+            metrics.limit_reached(Limit::ConnectionsPerIdentity);
             let identity = Some(ctx.identity.clone());
             audit_refused(shared, conn_id, peer, identity, "identity_limit");
             shared.cancels.unregister(ctx.cancel_key);
