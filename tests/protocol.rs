@@ -484,3 +484,67 @@ async fn pgbench_select_only_through_pgcordon() {
     })
     .await;
 }
+
+/// Parse and Bind, then Flush: the Bind fails (1/0 is folded while planning) before the client
+/// has sent Execute and Sync. The server skips everything up to that Sync; pgcordon must expect
+/// nothing for the skipped requests, so the backend is released after the Sync's
+/// ReadyForQuery. Drivers that flush before syncing (pgjdbc, pgx, libpq pipelines) do this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answered_before_the_sync_was_sent_releases_the_backend() {
+    use postgres_protocol::message::frontend;
+
+    let h = Harness::start(POOL_ONE).await;
+    let tls = raw::tls_config(&h.stack.files.ca, Some(h.tenant_files(Tenant::A)), &[]);
+    let mut a = raw::tls_after_ssl_request(raw::tcp(h.addr).await, tls)
+        .await
+        .expect("TLS");
+    a.write_all(&raw::app_startup()).await.expect("startup");
+    let greeting = raw::read_until_ready_or_error(&mut a)
+        .await
+        .expect("greeting");
+    assert_eq!(greeting.last().map(|m| m.tag), Some(b'Z'));
+
+    let mut out = bytes::BytesMut::new();
+    frontend::parse("", "SELECT 1 / $1::int4", [23u32], &mut out).expect("parse");
+    let zero = [Some("0")];
+    frontend::bind(
+        "",
+        "",
+        [0i16],
+        zero,
+        |value: Option<&str>, buf| {
+            buf.extend_from_slice(value.unwrap_or_default().as_bytes());
+            Ok::<_, Box<dyn std::error::Error + Sync + Send>>(postgres_protocol::IsNull::No)
+        },
+        [0i16],
+        &mut out,
+    )
+    .map_err(|_| "bind")
+    .expect("bind");
+    frontend::flush(&mut out);
+    a.write_all(&out).await.expect("send Parse, Bind, Flush");
+    let parsed = raw::read_message(&mut a).await.expect("ParseComplete");
+    let failed = raw::read_message(&mut a).await.expect("ErrorResponse");
+    assert_eq!((parsed.tag, failed.tag), (b'1', b'E'));
+    assert_eq!(failed.error().code, "22012");
+
+    let mut out = bytes::BytesMut::new();
+    frontend::execute("", 0, &mut out).expect("execute");
+    frontend::sync(&mut out);
+    a.write_all(&out).await.expect("send Execute, Sync");
+    let ready = raw::read_message(&mut a).await.expect("ReadyForQuery");
+    assert_eq!(ready.tag, b'Z', "the skipped Execute gets no answer");
+    let one = raw::simple_query(&mut a, "SELECT 1").await.expect("query");
+    assert_eq!(one, Ok(vec![Some("1".to_owned())]));
+
+    // A is idle between transactions: the pool's only backend must be free for B.
+    let b = h.connect(Tenant::B).await;
+    let seen = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        b.query_one("SELECT current_setting('app.current_user_id')", &[]),
+    )
+    .await
+    .expect("B got the backend in time")
+    .expect("B's query");
+    assert_eq!(seen.get::<_, String>(0), Tenant::B.id());
+}

@@ -121,10 +121,26 @@ pub struct ResponseQueue {
     /// The server is in copy-in mode and the client has not ended it yet: a Sync the client
     /// sends now is ignored by the server and gets no ReadyForQuery.
     copy_in: bool,
+    /// An error in an extended-protocol batch arrived before the client's Sync was queued
+    /// (the client sent Flush, or its batch came in two reads): the server skips every request
+    /// until that Sync, so none of them may be expected to answer.
+    skipping: bool,
+    /// Backend statement names whose Parse the server skipped that way; reported as failed
+    /// prepares with the next backend message.
+    skipped_prepares: Vec<String>,
 }
 
 impl ResponseQueue {
     pub fn push(&mut self, request: Request, disposition: Disposition, note: Note) {
+        if self.skipping {
+            if request != Request::Sync {
+                if let Note::Prepares(name) = note {
+                    self.skipped_prepares.push(name);
+                }
+                return;
+            }
+            self.skipping = false;
+        }
         match request {
             Request::Sync if self.copy_in => return,
             Request::CopyEnd => self.copy_in = false,
@@ -137,8 +153,10 @@ impl ResponseQueue {
         });
     }
 
+    /// Nothing is outstanding: no request awaits its responses and the server is not skipping
+    /// to a Sync that has yet to come.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && !self.skipping
     }
 
     /// CopyInResponse: the server ignores (PostgreSQL's CopyGetData) every Sync it reads
@@ -178,12 +196,16 @@ impl ResponseQueue {
 
     /// Classifies one backend message by the request it answers.
     pub fn on_message(&mut self, tag: u8, effects: &mut Effects) -> Action {
+        effects.failed_prepares.append(&mut self.skipped_prepares);
         self.drain_synthesized(effects);
         if matches!(tag, b'N' | b'S' | b'A') {
             return Action::Forward;
         }
-        if tag == b'G' {
-            self.enter_copy_in();
+        match tag {
+            b'G' => self.enter_copy_in(),
+            // An error ends copy-in mode on the server: Syncs count again.
+            b'E' => self.copy_in = false,
+            _ => {}
         }
         let Some(head) = self.entries.front() else {
             // Nothing outstanding: an unsolicited message (a FATAL before close, for example).
@@ -233,6 +255,8 @@ impl ResponseQueue {
             }
             self.entries.pop_front();
         }
+        // No Sync queued yet: the server goes on skipping until the client sends one.
+        self.skipping = self.entries.is_empty();
     }
 }
 
@@ -281,9 +305,46 @@ mod tests {
         run(&mut q, b"2GEZ");
         assert!(q.is_empty(), "{q:?}");
 
+        // A bad row rejected before the client ended the copy: its CopyDone and Sync follow.
+        let mut q = ResponseQueue::default();
+        push_all(&mut q, &[Bind, Execute, Sync]);
+        run(&mut q, b"2GE");
+        assert!(!q.is_empty(), "the Sync after the copy is still to come");
+        push_all(&mut q, &[CopyEnd, Sync]);
+        run(&mut q, b"Z");
+        assert!(q.is_empty(), "{q:?}");
+
         // The next batch after a finished copy is answered normally.
         push_all(&mut q, &[Request::Query]);
         run(&mut q, b"TDCZ");
+        assert!(q.is_empty(), "{q:?}");
+    }
+
+    /// Parse, Bind, Flush: the Bind fails before the client sends Execute and Sync. The server
+    /// skips those (and a Parse in between) and answers only the Sync.
+    #[test]
+    fn an_error_before_the_sync_arrives_skips_what_comes_until_it() {
+        use Request::{Bind, Execute, Parse, Sync};
+        let mut q = ResponseQueue::default();
+        push_all(&mut q, &[Parse, Bind]);
+        let (actions, _) = run(&mut q, b"1E");
+        assert_eq!(actions, [Action::Forward, Action::Forward]);
+        assert!(!q.is_empty(), "the server still skips to the coming Sync");
+
+        q.push(Parse, Disposition::Forward, Note::Prepares("s1".into()));
+        push_all(&mut q, &[Execute, Sync]);
+        let (actions, effects) = run(&mut q, b"Z");
+        assert_eq!(actions, [Action::Forward]);
+        assert_eq!(
+            effects.failed_prepares,
+            ["s1"],
+            "the skipped Parse prepared nothing"
+        );
+        assert!(q.is_empty(), "{q:?}");
+
+        // The next batch lines up again.
+        push_all(&mut q, &[Parse, Bind, Execute, Sync]);
+        run(&mut q, b"12CZ");
         assert!(q.is_empty(), "{q:?}");
     }
 
