@@ -5,9 +5,17 @@
 //! statistics, the Markdown report, the idle-priority spinners and the set-up of the proxy and
 //! the clients.
 
+pub mod compare_report;
+pub mod connections;
 pub mod cpu;
+pub mod env;
+pub mod matrix;
 pub mod options;
+pub mod pgbench;
+pub mod pgbouncer;
 pub mod report;
 pub mod setup;
 pub mod spin;
 pub mod stats;
+pub mod svg;
+pub mod workload;
