@@ -178,12 +178,14 @@ enum Kind {
     Extended,
     /// BEGIN, a read, COMMIT as three separate round trips.
     Explicit,
+    /// Parse/Bind/Describe/Execute/Sync of an unnamed statement in one write (query_typed).
+    Unnamed,
 }
 
 impl Kind {
     fn client_round_trips(self) -> usize {
         match self {
-            Kind::Simple | Kind::Extended => 1,
+            Kind::Simple | Kind::Extended | Kind::Unnamed => 1,
             Kind::Explicit => 3,
         }
     }
@@ -230,6 +232,10 @@ async fn transaction(t: &Tenanted, kind: Kind) {
                 .expect("extended query");
             row.get(0)
         }
+        Kind::Unnamed => {
+            let row = client.query_typed_one(sql, &[]).await.expect("unnamed");
+            row.get(0)
+        }
         Kind::Explicit => {
             client.simple_query("BEGIN").await.expect("begin");
             let rows = client.simple_query(sql).await.expect("read");
@@ -252,14 +258,14 @@ async fn identity_injection_adds_no_round_trip() {
     let b = tenanted(&s, Tenant::B).await;
     // One of each before measuring: the single backend then holds both clients' prepared
     // statements (under pgcordon's names), so no window includes a first preparation.
-    for kind in [Kind::Simple, Kind::Extended, Kind::Explicit] {
+    for kind in [Kind::Simple, Kind::Extended, Kind::Explicit, Kind::Unnamed] {
         transaction(&a, kind).await;
         transaction(&b, kind).await;
     }
     tokio::time::sleep(GAP).await;
 
     let mut measured = 0;
-    for kind in [Kind::Simple, Kind::Extended, Kind::Explicit] {
+    for kind in [Kind::Simple, Kind::Extended, Kind::Explicit, Kind::Unnamed] {
         for round in 0..ROUNDS * 2 {
             // A and B take turns on the single backend session: every transaction needs the
             // identity injected.
@@ -296,7 +302,7 @@ async fn identity_injection_adds_no_round_trip() {
             measured += 1;
         }
     }
-    assert_eq!(measured, 3 * ROUNDS * 2);
+    assert_eq!(measured, 4 * ROUNDS * 2);
 
     // The single backend really changed hands: both identities were applied to it over and
     // over, so the injection ran inside the measured windows.
