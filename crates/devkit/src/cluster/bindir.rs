@@ -3,12 +3,23 @@
 //! Owns the search order for `initdb` and friends; it does not check the server version beyond
 //! preferring the highest Debian-style `/usr/lib/postgresql/<version>/bin`.
 
+use std::collections::BTreeSet;
 use std::env;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
-use crate::DevkitError;
+use crate::{random, DevkitError};
+
+/// Lowest port [`free_port`] hands out. Ports come from below the kernel's ephemeral range:
+/// a port found free inside it can be taken by any test's next outgoing connection before the
+/// server meant for it binds it.
+const FIRST_PORT: u16 = 20000;
+/// Random ports tried before falling back to the kernel's choice.
+const PORT_TRIES: usize = 64;
+/// Ports handed out by this process, never handed out twice.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// Environment variable that names the server binary directory explicitly.
 pub const BINDIR_ENV: &str = "PGCORDON_PG_BINDIR";
@@ -60,20 +71,48 @@ pub fn find_pg_bindir() -> Result<PathBuf, DevkitError> {
     }
 }
 
-/// Reserves a free TCP port on 127.0.0.1 by binding port 0 and releasing it.
+/// A free TCP port on 127.0.0.1: a random port below the kernel's ephemeral range that binds
+/// now and that this process has not handed out before (the kernel's choice of port 0 if
+/// none is found, or the range starts too low).
 ///
-/// Another process can take the port between this call and its use; [`super::Cluster`] retries
-/// with a new port when the server reports that it could not bind.
+/// Another process can still take the port between this call and its use; [`super::Cluster`]
+/// retries with a new port when the server reports that it could not bind.
 ///
 /// # Errors
-/// [`DevkitError::NoFreePort`] if binding fails.
+/// [`DevkitError::NoFreePort`] if binding fails; [`DevkitError::Random`] without randomness.
 pub fn free_port() -> Result<u16, DevkitError> {
+    let first_ephemeral = ephemeral_range_start();
+    if first_ephemeral > FIRST_PORT {
+        let span = first_ephemeral - FIRST_PORT;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..PORT_TRIES {
+            let raw = random::bytes(2, "a free port")?;
+            let port = FIRST_PORT + u16::from_be_bytes([raw[0], raw[1]]) % span;
+            if handed_out.contains(&port) {
+                continue;
+            }
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed_out.insert(port);
+                return Ok(port);
+            }
+        }
+    }
+    // The kernel's own choice, from the ephemeral range.
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).map_err(|source| DevkitError::NoFreePort { source })?;
     let addr = listener
         .local_addr()
         .map_err(|source| DevkitError::NoFreePort { source })?;
     Ok(addr.port())
+}
+
+/// The first port of the kernel's ephemeral range, from which every outgoing connection
+/// takes its local port (Linux's default when it cannot be read).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 fn has_initdb(dir: &Path) -> bool {
@@ -139,5 +178,23 @@ mod tests {
         let port = free_port().unwrap();
         assert_ne!(port, 0);
         TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn free_ports_are_outside_the_ephemeral_range_and_never_repeat() {
+        let first_ephemeral = ephemeral_range_start();
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
+        if first_ephemeral > FIRST_PORT {
+            assert!(
+                ports
+                    .iter()
+                    .all(|p| (FIRST_PORT..first_ephemeral).contains(p)),
+                "{ports:?}"
+            );
+        }
     }
 }
