@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use pgcordon_devkit::stack::APP_ROLE;
+use pgcordon_e2e::hostile::rss_kib;
 use pgcordon_e2e::{sqlstate, Harness, Tenant, POOL_TX};
 use tokio::sync::watch;
 
@@ -24,15 +25,6 @@ const ROWS_PER_CHUNK: usize = 512;
 /// messages as they come, with buffers in kilobytes; a proxy that gathered a stream would grow
 /// by the stream's size.
 const GROWTH_LIMIT_KIB: u64 = 32 * 1024;
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 /// Samples the resident set every 50 ms until told to stop; returns the peak.
 fn watch_rss() -> (watch::Sender<bool>, tokio::task::JoinHandle<u64>) {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgcordon_devkit::stack::Stack;
-use pgcordon_e2e::{client_tls, connect_proxy, start_proxy, start_stack, Tenant};
+use pgcordon_e2e::{client_tls, connect_proxy, init_logging, start_proxy, start_stack, Tenant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -126,13 +126,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGCORDON_TEST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
+    init_logging();
     let (dir, stack) = start_stack("pgcordon-rtt").await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("relay port");

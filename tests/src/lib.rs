@@ -285,7 +285,9 @@ pub fn sqlstate(err: &tokio_postgres::Error) -> Option<String> {
     err.as_db_error().map(|e| e.code().code().to_owned())
 }
 
-fn init_logging() {
+/// Logs to the test's output at the level PGCORDON_TEST_LOG names (warn by default); later
+/// calls in the same process change nothing.
+pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PGCORDON_TEST_LOG")
