@@ -173,11 +173,19 @@ mod tests {
         }
     }
 
+    /// Another process can take a port between free_port and the bind (the reason Cluster
+    /// retries), so this asks for a few and needs most of them to bind.
     #[test]
-    fn free_port_can_be_bound_again() {
-        let port = free_port().unwrap();
-        assert_ne!(port, 0);
-        TcpListener::bind(("127.0.0.1", port)).unwrap();
+    fn free_ports_can_be_bound_again() {
+        let mut refused = Vec::new();
+        for _ in 0..5 {
+            let port = free_port().unwrap();
+            assert_ne!(port, 0);
+            if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+                refused.push((port, e.to_string()));
+            }
+        }
+        assert!(refused.len() <= 1, "free ports that did not bind: {refused:?}");
     }
 
     #[test]
