@@ -185,7 +185,10 @@ mod tests {
                 refused.push((port, e.to_string()));
             }
         }
-        assert!(refused.len() <= 1, "free ports that did not bind: {refused:?}");
+        assert!(
+            refused.len() <= 1,
+            "free ports that did not bind: {refused:?}"
+        );
     }
 
     #[test]
