@@ -47,11 +47,28 @@ fn first_packets(seed: u64) -> Vec<Vec<u8>> {
     vec![random, in_range, short]
 }
 
+/// `received` is exactly one ErrorResponse: FATAL 08P01 whose message holds `needle`.
+fn expect_fatal_08p01(received: &[u8], needle: &str) {
+    assert_eq!(received.first(), Some(&b'E'), "{received:?}");
+    let len = received
+        .get(1..5)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .unwrap_or_default();
+    assert_eq!(received.len(), len + 1, "one message only: {received:?}");
+    let fields = raw::ErrorFields::parse(&received[5..]);
+    assert_eq!(
+        (fields.severity.as_str(), fields.code.as_str()),
+        ("FATAL", "08P01")
+    );
+    assert!(fields.message.contains(needle), "{fields:?}");
+}
+
 /// Checks how pgcordon ended a connection that opened with `opening`, from both sides.
 async fn check_opening(
     mark: usize,
     port: u16,
     opening: Opening,
+    tls: bool,
     closed: Result<raw::Closed, String>,
 ) {
     let closed = closed.unwrap_or_else(|e| panic!("{opening:?}: {e}"));
@@ -62,6 +79,11 @@ async fn check_opening(
             assert!(matches!(first, None | Some(0x15)), "{closed:?}");
             let addr = format!("client.addr=127.0.0.1:{port}");
             logged(mark, &[&addr, "WARN", "connection refused"]).await;
+        }
+        // Inside TLS the client is told why, as PostgreSQL does; before TLS, nothing is sent.
+        Opening::BadPacket if tls => {
+            expect_fatal_08p01(&closed.received, "invalid startup packet");
+            refusal_logged(mark, port, "bad_packet", &[]).await;
         }
         Opening::BadPacket => {
             assert_eq!(first, None, "{closed:?}");
@@ -85,7 +107,7 @@ fn random_and_lying_first_packets_are_closed_and_logged() {
                     let opening = hostile::opening_of(&bytes, tls);
                     let mark = log_mark();
                     let (port, closed) = t.opening(&bytes, tls, true, SECOND * 5).await;
-                    check_opening(mark, port, opening, closed).await;
+                    check_opening(mark, port, opening, tls, closed).await;
                     seen.push(opening);
                 }
             }
@@ -101,7 +123,7 @@ fn random_and_lying_first_packets_are_closed_and_logged() {
             tcp.write_all(&rng.bytes(n)).await.expect("write");
             let _ = tcp.shutdown().await;
             let closed = raw::wait_closed(&mut tcp, SECOND * 5).await;
-            check_opening(mark, port, Opening::DirectTls, closed).await;
+            check_opening(mark, port, Opening::DirectTls, false, closed).await;
         }
         for kind in [Opening::BadPacket, Opening::NeedsMore] {
             assert!(seen.contains(&kind), "no {kind:?} among the seeds");
@@ -120,7 +142,11 @@ fn random_and_lying_first_packets_are_closed_and_logged() {
                 let mark = log_mark();
                 let (port, closed) = t.opening(&packet, tls, false, SECOND * 2).await;
                 let closed = closed.unwrap_or_else(|e| panic!("length {len}, TLS {tls}: {e}"));
-                assert!(closed.received.is_empty(), "{closed:?}");
+                if tls {
+                    expect_fatal_08p01(&closed.received, &expected);
+                } else {
+                    assert!(closed.received.is_empty(), "{closed:?}");
+                }
                 refusal_logged(mark, port, "bad_packet", &[&expected]).await;
             }
         }
@@ -143,7 +169,7 @@ fn random_and_lying_first_packets_are_closed_and_logged() {
 }
 
 #[test]
-fn invalid_utf8_in_startup_parameters_is_a_logged_close() {
+fn invalid_utf8_in_startup_parameters_gets_08p01_and_a_logged_close() {
     hostile::run("utf8", Access::Shared, async {
         let h = raw::harness(POOL, "").await;
         let t = target(&h, h.addr);
@@ -162,7 +188,7 @@ fn invalid_utf8_in_startup_parameters_is_a_logged_close() {
             let mark = log_mark();
             let (port, closed) = t.opening(&packet, true, false, SECOND * 5).await;
             let closed = closed.unwrap_or_else(|e| panic!("{name:?}={value:?}: {e}"));
-            assert!(closed.received.is_empty(), "{name:?}: answered {closed:?}");
+            expect_fatal_08p01(&closed.received, "not valid UTF-8");
             refusal_logged(mark, port, "bad_packet", &["not valid UTF-8"]).await;
         }
 

@@ -129,7 +129,18 @@ async fn plaintext_and_pre_tls_tricks_are_refused_before_any_backend_work() {
     head.extend_from_slice(&raw::PROTOCOL_3_0.to_be_bytes());
     stream.write_all(&head).await.unwrap();
     stream.flush().await.unwrap();
-    raw::expect_closed_silently(&mut stream, "oversized startup in TLS").await;
+    // Inside TLS the client is told why (as PostgreSQL does), then the connection closes.
+    let refusal = raw::read_message(&mut stream)
+        .await
+        .expect("an ErrorResponse");
+    let fields = refusal.error();
+    assert_eq!(
+        (refusal.tag, fields.severity.as_str(), fields.code.as_str()),
+        (b'E', "FATAL", "08P01"),
+        "{fields:?}"
+    );
+    assert!(fields.message.contains("over the limit"), "{fields:?}");
+    raw::expect_closed_silently(&mut stream, "after the 08P01").await;
     raw::expect_refusal_logged(local, "bad_packet").await;
 
     raw::assert_no_backend_work(&h, &before, "refused clients");

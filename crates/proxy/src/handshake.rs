@@ -176,7 +176,14 @@ async fn read_startup_over_tls(
 ) -> Result<Opening, HandshakeError> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
-        if let Some(packet) = decode_startup(&mut buf)? {
+        let decoded = match decode_startup(&mut buf) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                refuse_inside_tls(&mut stream, &e.to_string()).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(packet) = decoded {
             return match packet {
                 FirstPacket::Startup { minor, params, .. } => {
                     Ok(Opening::Client(Box::new(Established {
@@ -194,14 +201,30 @@ async fn read_startup_over_tls(
                     secret_key,
                     stream: CancelStream::Tls(Box::new(stream)),
                 })),
-                FirstPacket::SslRequest => Err(HandshakeError::Unexpected("SSLRequest")),
-                FirstPacket::GssEncRequest => Err(HandshakeError::Unexpected("GSSENCRequest")),
+                FirstPacket::SslRequest => {
+                    refuse_inside_tls(&mut stream, "SSLRequest inside TLS").await;
+                    Err(HandshakeError::Unexpected("SSLRequest"))
+                }
+                FirstPacket::GssEncRequest => {
+                    refuse_inside_tls(&mut stream, "GSSENCRequest inside TLS").await;
+                    Err(HandshakeError::Unexpected("GSSENCRequest"))
+                }
             };
         }
         if stream.read_buf(&mut buf).await? == 0 {
             return Err(HandshakeError::Closed);
         }
     }
+}
+
+/// Tells a client whose first packet inside TLS is unusable why, as PostgreSQL does (FATAL
+/// 08P01), then closes. Over TLS the client can trust the message; before TLS pgcordon
+/// sends nothing for a malformed packet.
+async fn refuse_inside_tls(stream: &mut TlsStream<TcpStream>, detail: &str) {
+    let mut out = BytesMut::new();
+    ClientError::Protocol(format!("invalid startup packet: {detail}")).write_fatal(&mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Reads exactly one untagged packet, never more than it announces.
