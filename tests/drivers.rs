@@ -756,9 +756,10 @@ async fn pgbench_prepared_one_thread() {
 
 #[test]
 fn summary_lines_parse() {
-    let s = parse_summary(
-        r#"{"driver": "x", "transactions": 42, "mismatches": 0, "detail": "a \"b\"\n\u00e9", "ok": true}"#,
-    )
+    let s = parse_summary(concat!(
+        r#"{"driver": "x", "transactions": 42, "mismatches": 0, "#,
+        r#""detail": "a \"b\"\n\u00e9", "ok": true}"#
+    ))
     .unwrap();
     assert_eq!(s["driver"], "x");
     assert_eq!(s["transactions"], "42");

@@ -431,7 +431,8 @@ async fn psql_end_to_end_rows_and_notices() {
 async fn pgbench_select_only_through_pgcordon() {
     within(120, async {
         let h = Harness::start(POOL_TX).await;
-        // Divides by zero unless the row count and the identity are A's: a wrong answer is an error.
+        // Divides by zero unless the row count and the identity are A's: a wrong answer is an
+        // error.
         let script = h.stack.dir.join("select-count.sql");
         std::fs::write(
             &script,

@@ -488,8 +488,10 @@ fn wildcard_listen_addresses_are_refused_by_the_configuration() {
         format!(
             "listen:\n  - address: {listen}\n{allow}\
              tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n\
-             identity:\n  from: san_uri\n  pattern: '^spiffe://pgcordon\\.test/tenant/([0-9a-f-]{{36}})$'\n\
-             upstream:\n  database: app\n  user: pgcordon_app\n  password_file: pw\n  primary: 127.0.0.1:5432\n  tls:\n    ca: ca.crt\n"
+             identity:\n  from: san_uri\n  \
+             pattern: '^spiffe://pgcordon\\.test/tenant/([0-9a-f-]{{36}})$'\n\
+             upstream:\n  database: app\n  user: pgcordon_app\n  password_file: pw\n  \
+             primary: 127.0.0.1:5432\n  tls:\n    ca: ca.crt\n"
         )
     };
     let load = |text: String| {

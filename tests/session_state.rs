@@ -83,7 +83,10 @@ async fn temporary_tables_pin_and_stay_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_search_path_follows_the_client_and_a_rolled_back_one_does_not() {
     let h = Harness::start(POOL_3).await;
-    h.admin("CREATE SCHEMA IF NOT EXISTS tenant_extra; GRANT USAGE ON SCHEMA tenant_extra TO pgcordon_app");
+    h.admin(
+        "CREATE SCHEMA IF NOT EXISTS tenant_extra; \
+         GRANT USAGE ON SCHEMA tenant_extra TO pgcordon_app",
+    );
     let client = h.connect(Tenant::A).await;
     client
         .batch_execute("SET search_path TO tenant_extra, public")

@@ -79,7 +79,8 @@ fn describe(guard: &Guard, name: &str, sql: &str) {
     let route_parses = fresh.parse_count() - effects_parses;
     eprintln!(
         "classify: {name}: {} bytes; guard prefilter needs parse: {}; guard: {verdict}; \
-         session effects parses: {effects_parses}, sets: {:?}; route: {route:?} after {route_parses} parse(s)",
+         session effects parses: {effects_parses}, sets: {:?}; \
+         route: {route:?} after {route_parses} parse(s)",
         sql.len(),
         guard.needs_parse(sql),
         effects.sets,

@@ -192,7 +192,8 @@ fn table(out: &mut String, results: &Results) {
     );
     let _ = writeln!(
         out,
-        "| workload | mode | clients | target | tps | tps range | × direct | mean | p50 | p99 | added mean | added p99 |\n\
+        "| workload | mode | clients | target | tps | tps range | × direct | mean | p50 | p99 | \
+         added mean | added p99 |\n\
          |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (w, c, m) in results.cells() {
@@ -218,7 +219,8 @@ fn table(out: &mut String, results: &Results) {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {c} | {} | {:.0} | {:.0}–{:.0} | {vs} | {:.0} | {:.0} | {:.0} | {add_mean} | {add_p99} |",
+                "| {} | {} | {c} | {} | {:.0} | {:.0}–{:.0} | {vs} | {:.0} | {:.0} | {:.0} | \
+                 {add_mean} | {add_p99} |",
                 w.name(),
                 m.name(),
                 t.name(),
@@ -239,9 +241,12 @@ fn connections(out: &mut String, c: &Conns) {
     let _ = writeln!(
         out,
         "| measurement | figure |\n|---|---|\n\
-         | new connections, full handshake ({} connectors) | {:.0}/s; pgcordon CPU {:.0} µs per connection |\n\
-         | returning clients, session resumption ({} connectors) | {:.0}/s; {} resumed, {} full; pgcordon CPU {:.0} µs per connection |\n\
-         | {} connections held open | opened in {:.1} s; pgcordon RSS {:.1} MiB before, {:.1} MiB with all open ({:.1} KiB per connection) |\n",
+         | new connections, full handshake ({} connectors) | {:.0}/s; \
+         pgcordon CPU {:.0} µs per connection |\n\
+         | returning clients, session resumption ({} connectors) | {:.0}/s; {} resumed, {} full; \
+         pgcordon CPU {:.0} µs per connection |\n\
+         | {} connections held open | opened in {:.1} s; pgcordon RSS {:.1} MiB before, \
+         {:.1} MiB with all open ({:.1} KiB per connection) |\n",
         c.connectors,
         c.full.per_sec,
         c.full.server_cpu_us,

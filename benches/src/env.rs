@@ -74,7 +74,8 @@ impl Env {
 
         let listen = Stack::free_listen_addr()?;
         let pool = format!(
-            "  mode: transaction\n  size: {POOL_SIZE}\n  min_idle: {POOL_SIZE}\n  acquire_timeout: 30s"
+            "  mode: transaction\n  size: {POOL_SIZE}\n  min_idle: {POOL_SIZE}\n  \
+             acquire_timeout: 30s"
         );
         let config = stack.write_config(&listen, &pool, "log:\n  level: warn\n")?;
         let pgcordon_port = port_of(&listen)?;

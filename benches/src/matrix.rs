@@ -150,7 +150,8 @@ pub fn run(env: &Env, plan: &Plan, scratch: &Path) -> anyhow::Result<Results> {
                 })?;
                 done += 1;
                 eprintln!(
-                    "[{done:3}/{total}] rep {} {:11} {:8} c={:4} {:9} tps {:9.0} mean {:7.0} µs p50 {:7.0} p99 {:7.0}",
+                    "[{done:3}/{total}] rep {} {:11} {:8} c={:4} {:9} tps {:9.0} \
+                     mean {:7.0} µs p50 {:7.0} p99 {:7.0}",
                     rep + 1,
                     w.name(),
                     mode.name(),

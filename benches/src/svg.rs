@@ -30,9 +30,13 @@ const BOTTOM: f64 = 50.0;
 pub fn chart(panels: &[Panel], y_label: &str) -> String {
     let width = W * panels.len().max(1) as f64;
     let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" "#
+    );
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" viewBox="0 0 {width} {H}" font-family="sans-serif" font-size="12">"#
+        r#"viewBox="0 0 {width} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="{width}" height="{H}" fill="white"/>"#);
     for (i, panel) in panels.iter().enumerate() {
@@ -71,7 +75,10 @@ fn draw_panel(out: &mut String, panel: &Panel, x0: f64, y_label: &str) {
         let y = y_top * f64::from(k) / 4.0;
         let _ = writeln!(
             out,
-            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"##,
+            concat!(
+                r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"#
+            ),
             x0 + LEFT,
             py(y),
             x0 + W - RIGHT,
@@ -133,7 +140,10 @@ fn draw_panel(out: &mut String, panel: &Panel, x0: f64, y_label: &str) {
         let ly = TOP + 14.0 * i as f64;
         let _ = writeln!(
             out,
-            r#"<rect x="{:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            concat!(
+                r#"<rect x="{:.1}" y="{:.1}" width="10" height="10" fill="{}"/>"#,
+                r#"<text x="{:.1}" y="{:.1}">{}</text>"#
+            ),
             x0 + W - RIGHT - 110.0,
             ly,
             s.colour,

@@ -443,7 +443,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(client.addr = %peer, "connection refused: max_client_connections reached");
+            tracing::warn!(client.addr = %peer,
+                "connection refused: max_client_connections reached");
             refuse_over_limit(tcp, &shared, &refusals);
             continue;
         };

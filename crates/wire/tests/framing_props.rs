@@ -118,7 +118,11 @@ proptest! {
     }
 
     #[test]
-    fn a_length_below_four_is_an_error(tag in any::<u8>(), len in i32::MIN..4, tail in vec(any::<u8>(), 0..16)) {
+    fn a_length_below_four_is_an_error(
+        tag in any::<u8>(),
+        len in i32::MIN..4,
+        tail in vec(any::<u8>(), 0..16),
+    ) {
         let mut buf = BytesMut::from(&[tag][..]);
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(&tail);
@@ -146,7 +150,10 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_decode_or_fail_without_panicking(bytes in vec(any::<u8>(), 0..256), max in 0usize..300) {
+    fn arbitrary_bytes_decode_or_fail_without_panicking(
+        bytes in vec(any::<u8>(), 0..256),
+        max in 0usize..300,
+    ) {
         let mut buf = BytesMut::from(&bytes[..]);
         let mut taken = 0;
         while let Ok(Some(frame)) = decode_frame(&mut buf, max) {
