@@ -98,6 +98,23 @@ async fn copy_in(
     sink.as_mut().finish().await
 }
 
+/// Text COPY FROM STDIN of `rows` rows made by `row`.
+async fn copy_text(
+    client: &tokio_postgres::Client,
+    rows: u64,
+    row: fn(u64, &mut BytesMut),
+) -> Result<u64, tokio_postgres::Error> {
+    copy_in(client, "COPY copy_sink FROM STDIN", b"", rows, row, b"").await
+}
+
+async fn rows_in_sink(client: &tokio_postgres::Client, when: &str) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM copy_sink", &[])
+        .await
+        .unwrap_or_else(|e| panic!("count rows {when}: {e}"))
+        .get(0)
+}
+
 /// Reads a COPY TO STDOUT stream, checking every text row; returns (rows, bytes).
 async fn copy_out_text(client: &tokio_postgres::Client) -> (u64, usize) {
     let stream = client
@@ -131,16 +148,9 @@ async fn hundred_megabyte_copies_both_ways_with_bounded_memory() {
 
     // Text COPY FROM STDIN.
     let (stop, peak) = watch_rss();
-    let copied = copy_in(
-        &client,
-        "COPY copy_sink FROM STDIN",
-        b"",
-        rows,
-        text_row,
-        b"",
-    )
-    .await
-    .expect("text copy in");
+    let copied = copy_text(&client, rows, text_row)
+        .await
+        .expect("text copy in");
     stop.send(true).expect("stop sampling");
     let peak_in = peak.await.expect("sampler");
     assert_eq!(copied, rows);
@@ -199,11 +209,7 @@ async fn hundred_megabyte_copies_both_ways_with_bounded_memory() {
             "{what}: the process grew by {grew} KiB while 100 MB streamed"
         );
     }
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM copy_sink", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let count = rows_in_sink(&client, "count").await;
     assert_eq!(count as u64, rows);
 }
 
@@ -225,11 +231,7 @@ async fn copy_fail_and_an_error_mid_copy_leave_the_connection_usable() {
         }
         sink.send(chunk.freeze()).await.expect("send rows");
     }
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM copy_sink", &[])
-        .await
-        .expect("the connection works after CopyFail")
-        .get(0);
+    let count = rows_in_sink(&client, "the connection works after CopyFail").await;
     assert_eq!(count, 0, "an abandoned COPY inserts nothing");
 
     // A malformed row in the middle: the server's error reaches the client, the COPY is void.
@@ -240,44 +242,26 @@ async fn copy_fail_and_an_error_mid_copy_leave_the_connection_usable() {
             text_row(id, out);
         }
     }
-    let err = copy_in(
-        &client,
-        "COPY copy_sink FROM STDIN",
-        b"",
-        20_000,
-        bad_row,
-        b"",
-    )
-    .await
-    .expect_err("a bad row fails the COPY");
+    let err = copy_text(&client, 20_000, bad_row)
+        .await
+        .expect_err("a bad row fails the COPY");
     assert_eq!(sqlstate(&err).as_deref(), Some("22P02"), "{err}");
 
     // Inside an explicit transaction: the error aborts it until ROLLBACK.
     client.batch_execute("BEGIN").await.expect("begin");
-    let err = copy_in(&client, "COPY copy_sink FROM STDIN", b"", 10, bad_row, b"")
+    let copied = copy_text(&client, 10, bad_row)
         .await
-        .map(|_| ());
-    assert!(err.is_ok(), "ten good rows copy: {err:?}");
-    let err = copy_in(
-        &client,
-        "COPY copy_sink FROM STDIN",
-        b"",
-        6000,
-        bad_row,
-        b"",
-    )
-    .await
-    .expect_err("bad row");
+        .expect("ten good rows copy");
+    assert_eq!(copied, 10);
+    let err = copy_text(&client, 6000, bad_row)
+        .await
+        .expect_err("bad row");
     assert_eq!(sqlstate(&err).as_deref(), Some("22P02"));
     let aborted = client.simple_query("SELECT 1").await.expect_err("aborted");
     assert_eq!(sqlstate(&aborted).as_deref(), Some("25P02"));
     client.batch_execute("ROLLBACK").await.expect("rollback");
 
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM copy_sink", &[])
-        .await
-        .expect("usable after the errors")
-        .get(0);
+    let count = rows_in_sink(&client, "usable after the errors").await;
     assert_eq!(count, 0, "failed and rolled-back COPYs leave nothing");
     let who: String = client
         .query_one("SELECT current_setting('app.current_user_id')", &[])

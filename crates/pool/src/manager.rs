@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use bytes::BytesMut;
 use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 use futures_util::FutureExt;
 use pgcordon_upstream::{connect, UpstreamError, UpstreamSettings};
@@ -101,8 +100,8 @@ impl Manager for BackendManager {
         }
         // An idle session has nothing to say. Data or end-of-stream now means the server is
         // closing it (restart, pg_terminate_backend, idle_session_timeout).
-        let mut probe = BytesMut::with_capacity(64);
-        match obj.backend.stream.read_buf(&mut probe).now_or_never() {
+        let mut probe = [0u8; 64];
+        match obj.backend.stream.read(&mut probe).now_or_never() {
             None => Ok(()),
             Some(Ok(0)) => Err(RecycleError::message("server closed the session")),
             Some(Ok(_)) => Err(RecycleError::message("server sent data to an idle session")),

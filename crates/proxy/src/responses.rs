@@ -183,11 +183,9 @@ impl ResponseQueue {
     /// message (they answer requests that were never sent), and drops copy-end markers there.
     pub fn drain_synthesized(&mut self, effects: &mut Effects) {
         while let Some(entry) = self.entries.front() {
-            match entry.disposition {
-                Disposition::Synthesize(tag) if entry.request != Request::CopyEnd => {
-                    effects.synthesized.push(tag)
-                }
-                _ if entry.request == Request::CopyEnd => {}
+            match (entry.request, &entry.disposition) {
+                (Request::CopyEnd, _) => {}
+                (_, Disposition::Synthesize(tag)) => effects.synthesized.push(*tag),
                 _ => break,
             }
             self.entries.pop_front();
