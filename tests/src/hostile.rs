@@ -379,6 +379,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// pgcordon at `addr`, reached as tenant A of `h`'s stack.
+    pub fn tenant_a(h: &crate::Harness, addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            ca: h.stack.files.ca.clone(),
+            cert: h.tenant_files(crate::Tenant::A).clone(),
+        }
+    }
+
     /// Connects (with TLS when `tls`), writes `bytes`, ends the client's stream when `end`, and
     /// waits `within` for pgcordon to close; returns the client's port and how it ended.
     pub async fn opening(
