@@ -166,6 +166,19 @@ pub fn usage(before: &Reading, after: &Reading) -> Usage {
     }
 }
 
+/// The CPU's model name from /proc/cpuinfo, for the report's conditions.
+pub fn model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,7 +114,7 @@ fn run(opts: &Options, command: String) -> anyhow::Result<()> {
         date: date(),
         command,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        cpu_model: cpu_model(),
+        cpu_model: pgcordon_benches::cpu::model_name(),
         duration_s: opts.duration,
         repetitions: opts.repetitions,
         spin: opts.spin,
@@ -290,17 +290,5 @@ fn date() -> String {
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
         .unwrap_or_default()
 }

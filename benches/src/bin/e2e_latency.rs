@@ -192,7 +192,7 @@ async fn measure(
     }
     let meta = Meta {
         cpus,
-        cpu_model: cpu_model(),
+        cpu_model: cpu::model_name(),
         load_before,
         other_cpu_median: stats::median(&other_cpu),
         other_cpu_max: other_cpu.iter().copied().fold(0.0, f64::max),
@@ -222,18 +222,6 @@ async fn alternate(
         }
     }
     Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }
 
 fn load_average() -> String {
