@@ -62,6 +62,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let tree = tree::parse(text).map_err(|source| syntax_error(origin, source))?;
 
+    // serde stops at the first missing key; an operator starting from an empty file should
+    // learn every missing section at once.
+    let missing = missing_sections(&tree);
+    if !missing.is_empty() {
+        return Err(ConfigError::Invalid {
+            file: origin.to_path_buf(),
+            problems: missing,
+        });
+    }
+
     let raw = raw::RawConfig::deserialize(de::NodeDeserializer::root(&tree)).map_err(|e| {
         ConfigError::Invalid {
             file: origin.to_path_buf(),
@@ -70,6 +80,38 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     })?;
 
     validate::check(raw, origin, &tree)
+}
+
+/// The top-level sections every configuration must have.
+const REQUIRED_SECTIONS: [&str; 4] = ["listen", "tls", "identity", "upstream"];
+
+/// One problem per required section absent from a top-level mapping (none for any other
+/// document shape or for a mapping with a key that is not text: the deserializer reports
+/// those itself).
+fn missing_sections(root: &tree::Located) -> Vec<Problem> {
+    let tree::Node::Map(entries) = &root.value else {
+        return Vec::new();
+    };
+    if entries
+        .iter()
+        .any(|(k, _)| !matches!(k.value, tree::Node::Str(_)))
+    {
+        return Vec::new();
+    }
+    REQUIRED_SECTIONS
+        .iter()
+        .filter(|section| {
+            !entries
+                .iter()
+                .any(|(k, _)| matches!(&k.value, tree::Node::Str(s) if s == *section))
+        })
+        .map(|section| Problem {
+            key: (*section).to_owned(),
+            expected: "a value for this required key".to_owned(),
+            found: "no such key".to_owned(),
+            position: tree::position(root),
+        })
+        .collect()
 }
 
 fn syntax_error(origin: &Path, source: serde_saphyr::Error) -> ConfigError {

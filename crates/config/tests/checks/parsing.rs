@@ -193,3 +193,19 @@ fn rendered_errors_are_one_line_per_problem() {
         "{rendered}"
     );
 }
+
+#[test]
+fn every_missing_section_is_reported_at_once() {
+    let found = problems("listen:\n  - address: 127.0.0.1:6432\n");
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["tls", "identity", "upstream"], "{found:#?}");
+    for problem in &found {
+        assert!(problem.expected.contains("required key"), "{problem:#?}");
+        assert_eq!(problem.found, "no such key");
+    }
+    let all: Vec<String> = problems("log:\n  level: info\n")
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(all, ["listen", "tls", "identity", "upstream"]);
+}
