@@ -1,6 +1,7 @@
 //! Session parameters a client owns under transaction pooling: which ones are tracked, their
 //! canonical forms, and the server defaults a new client starts from.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Parameters pgcordon carries from one backend session to the next for a client. The first
@@ -41,15 +42,17 @@ pub fn tracked_name(name: &str) -> Option<&'static str> {
 
 /// PostgreSQL accepts encoding names loosely ("utf-8", "utf8", "UTF8") and reports the canonical
 /// one; compare in that form so a client asking for "utf-8" does not look changed forever.
-pub fn canonical_value(name: &str, value: &str) -> String {
+pub fn canonical_value<'v>(name: &str, value: &'v str) -> Cow<'v, str> {
     if name == "client_encoding" {
-        value
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .collect::<String>()
-            .to_ascii_uppercase()
+        Cow::Owned(
+            value
+                .chars()
+                .filter(|c| *c != '-' && *c != '_')
+                .collect::<String>()
+                .to_ascii_uppercase(),
+        )
     } else {
-        value.to_owned()
+        Cow::Borrowed(value)
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn accept_client(
         if value.contains('\0') {
             return Err(ClientError::Protocol("NUL in a startup parameter".into()));
         }
-        let value = canonical_value(tracked, value);
+        let value = canonical_value(tracked, value).into_owned();
         if tracked == "client_encoding" && is_unsafe_encoding(&value) {
             return Err(ClientError::UnsupportedEncoding(value));
         }

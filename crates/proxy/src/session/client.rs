@@ -256,7 +256,7 @@ impl Session<'_> {
         // so the server must never read them in an encoding that can hide quote bytes.
         let refusal = effects.encodings.iter().find_map(|value| match value {
             Some(value) => {
-                let value = canonical_value("client_encoding", value);
+                let value = canonical_value("client_encoding", value).into_owned();
                 is_unsafe_encoding(&value).then_some(ClientError::UnsupportedEncoding(value))
             }
             None => Some(ClientError::NotSupported(

@@ -565,8 +565,9 @@ fn unsafe_encoding_reported(body: &[u8]) -> Option<String> {
     if parts.next()? != b"client_encoding" {
         return None;
     }
-    let value = canonical_value("client_encoding", &String::from_utf8_lossy(parts.next()?));
-    is_unsafe_encoding(&value).then_some(value)
+    let raw = String::from_utf8_lossy(parts.next()?);
+    let value = canonical_value("client_encoding", &raw);
+    is_unsafe_encoding(&value).then(|| value.into_owned())
 }
 
 /// Records a ParameterStatus for a tracked parameter as this client's desired value.
@@ -577,7 +578,7 @@ fn record_desired(desired: &mut BTreeMap<String, String>, body: &[u8]) {
     };
     let name = String::from_utf8_lossy(name);
     if let Some(tracked) = tracked_name(&name) {
-        let value = canonical_value(tracked, &String::from_utf8_lossy(value));
+        let value = canonical_value(tracked, &String::from_utf8_lossy(value)).into_owned();
         desired.insert(tracked.to_string(), value);
     }
 }
