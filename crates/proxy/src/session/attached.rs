@@ -230,10 +230,9 @@ impl Attached {
 /// Whether a statement text may deallocate prepared statements (DEALLOCATE, DISCARD). Checked
 /// loosely on purpose: a false positive only costs a re-prepare.
 pub(super) fn may_deallocate(text: &[u8]) -> bool {
-    let lowered: Vec<u8> = text.iter().map(u8::to_ascii_lowercase).collect();
     [&b"deallocate"[..], b"discard"]
         .iter()
-        .any(|w| lowered.windows(w.len()).any(|x| x == *w))
+        .any(|w| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w)))
 }
 
 /// The statement name a Describe or Close targets, if it is a named statement.
@@ -241,5 +240,25 @@ pub(super) fn named_statement(body: &[u8]) -> Option<&[u8]> {
     match inspect::target_of(body) {
         Some((b'S', name)) if !name.is_empty() => Some(name),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_deallocate;
+
+    #[test]
+    fn deallocating_statements_are_recognised_in_any_case() {
+        for text in [
+            "DEALLOCATE ALL",
+            "deallocate s1",
+            "DisCard ALL",
+            "select 1; discard plans",
+        ] {
+            assert!(may_deallocate(text.as_bytes()), "{text}");
+        }
+        for text in ["SELECT 1", "DEALLOC", "discar", ""] {
+            assert!(!may_deallocate(text.as_bytes()), "{text}");
+        }
     }
 }

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use bytes::Bytes;
 use pgcordon_audit::StatementRefused;
 use pgcordon_metrics::ClientState;
 use pgcordon_pool::{AcquireError, Checkout};
@@ -88,7 +87,8 @@ impl Session<'_> {
                 "malformed Query message".into(),
             )));
         };
-        let text = Bytes::copy_from_slice(text);
+        // Shares the message's buffer: the message itself moves on when it is forwarded.
+        let text = msg.bytes.slice_ref(text);
         if !self.guard_allows(&msg, &text).await? {
             return Ok(());
         }
@@ -106,7 +106,7 @@ impl Session<'_> {
                 "malformed Parse message".into(),
             )));
         };
-        let (name, text) = (Bytes::copy_from_slice(name), Bytes::copy_from_slice(text));
+        let (name, text) = (msg.bytes.slice_ref(name), msg.bytes.slice_ref(text));
         if !self.guard_allows(&msg, &text).await? {
             return Ok(());
         }
