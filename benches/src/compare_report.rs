@@ -73,6 +73,7 @@ pub fn markdown(meta: &Meta, results: &Results, conns: Option<&Conns>) -> String
         if meta.spin { "with" } else { "without" },
     );
     targets(&mut out, results, conns);
+    proxy_cpu(&mut out, results);
     table(&mut out, results);
     if let Some(c) = conns {
         connections(&mut out, c);
@@ -182,6 +183,45 @@ fn fmt_cell(c: Option<Cell>) -> Option<Cell> {
     c
 }
 
+/// Each proxy's own CPU time per transaction, side by side: what the throughput ratios rest on
+/// when the client, the proxy and PostgreSQL share the same cores.
+fn proxy_cpu(out: &mut String, results: &Results) {
+    let mut rows = Vec::new();
+    for (w, c, m) in results.cells() {
+        let cpu = |t| results.cell((w, c, m, t)).and_then(|x| x.proxy_cpu_us);
+        if let (Some(ours), Some(theirs)) = (cpu(Target::Pgcordon), cpu(Target::Pgbouncer)) {
+            rows.push(format!(
+                "| {} | {} | {c} | {ours:.1} | {theirs:.1} | {:.2} |",
+                w.name(),
+                m.name(),
+                ours / theirs
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### Proxy CPU per transaction
+"
+    );
+    let _ = writeln!(
+        out,
+        "User and system CPU time of the proxy process (/proc/PID/stat) over each whole pgbench          run, connection set-up included, divided by the transactions pgbench logged; medians          over repetitions.
+"
+    );
+    let _ = writeln!(
+        out,
+        "| workload | mode | clients | pgcordon µs | PgBouncer µs | pgcordon / PgBouncer |
+         |---|---|---:|---:|---:|---:|"
+    );
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+    out.push('\n');
+}
+
 fn table(out: &mut String, results: &Results) {
     let _ = writeln!(out, "### pgbench results\n");
     let _ = writeln!(
@@ -193,8 +233,8 @@ fn table(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
         "| workload | mode | clients | target | tps | tps range | × direct | mean | p50 | p99 | \
-         added mean | added p99 |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+         added mean | added p99 | proxy CPU µs/tx |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (w, c, m) in results.cells() {
         let direct = results.cell((w, c, m, Target::Direct));
@@ -202,7 +242,7 @@ fn table(out: &mut String, results: &Results) {
             let Some(x) = fmt_cell(results.cell((w, c, m, t))) else {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {c} | {} | n/a | | | | | | | |",
+                    "| {} | {} | {c} | {} | n/a | | | | | | | | |",
                     w.name(),
                     m.name(),
                     t.name()
@@ -217,10 +257,14 @@ fn table(out: &mut String, results: &Results) {
                     format!("{:+.0}", x.p99 - d.p99),
                 ),
             };
+            let cpu = x
+                .proxy_cpu_us
+                .map(|us| format!("{us:.1}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "| {} | {} | {c} | {} | {:.0} | {:.0}–{:.0} | {vs} | {:.0} | {:.0} | {:.0} | \
-                 {add_mean} | {add_p99} |",
+                 {add_mean} | {add_p99} | {cpu} |",
                 w.name(),
                 m.name(),
                 t.name(),
@@ -321,5 +365,52 @@ mod tests {
         let out = splice(doc, "<!-- b -->", "<!-- e -->", "new\n").unwrap();
         assert_eq!(out, "a\n<!-- b -->\nnew\n<!-- e -->\nz\n");
         assert!(splice("x", "<!-- b -->", "<!-- e -->", "").is_err());
+    }
+
+    fn measured(tps: f64, cpu: Option<f64>) -> crate::pgbench::Measured {
+        crate::pgbench::Measured {
+            tps,
+            mean: 1e6 / tps,
+            p50: 1e6 / tps,
+            p99: 2e6 / tps,
+            transactions: 1000,
+            logged: 1200,
+            proxy_cpu_us: cpu,
+        }
+    }
+
+    #[test]
+    fn proxy_cpu_is_tabled_as_medians_with_the_ratio() {
+        let mut r = Results::default();
+        let key = |t| (Workload::Select, 50, Mode::Simple, t);
+        r.runs
+            .insert(key(Target::Direct), vec![measured(2000.0, None)]);
+        r.runs.insert(
+            key(Target::Pgcordon),
+            [30.0, 40.0, 90.0]
+                .map(|us| measured(1500.0, Some(us)))
+                .to_vec(),
+        );
+        r.runs.insert(
+            key(Target::Pgbouncer),
+            [50.0, 80.0, 60.0]
+                .map(|us| measured(1400.0, Some(us)))
+                .to_vec(),
+        );
+        let mut out = String::new();
+        proxy_cpu(&mut out, &r);
+        assert!(
+            out.contains("| select-only | simple | 50 | 40.0 | 60.0 | 0.67 |"),
+            "{out}"
+        );
+
+        let mut table_out = String::new();
+        table(&mut table_out, &r);
+        assert!(table_out.contains("| +167 | +333 | 40.0 |"), "{table_out}");
+
+        r.runs.remove(&key(Target::Pgbouncer));
+        let mut none = String::new();
+        proxy_cpu(&mut none, &r);
+        assert!(none.is_empty(), "no section without both proxies: {none}");
     }
 }

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::env::{cpu_ticks, rss_kib};
+use crate::env::{cpu_ticks, rss_kib, ticks_to_us};
 
 /// SSLRequest: length 8, code 80877103.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
@@ -162,23 +162,12 @@ pub async fn rate(
         resumed.load(Ordering::Relaxed),
     );
     let count = full + resumed;
-    let tick_us = 1e6 / clock_ticks_per_sec();
     Ok(Rate {
         per_sec: count as f64 / secs,
         full,
         resumed,
-        server_cpu_us: ticks as f64 * tick_us / count.max(1) as f64,
+        server_cpu_us: ticks_to_us(ticks) / count.max(1) as f64,
     })
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
 }
 
 /// Memory of many open connections.

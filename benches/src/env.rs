@@ -120,6 +120,15 @@ impl Env {
         self.pgcordon.id()
     }
 
+    /// The process whose CPU time a run against `target` is charged to: the proxy's.
+    pub fn proxy_pid(&self, target: Target) -> Option<u32> {
+        match target {
+            Target::Direct => None,
+            Target::Pgcordon => Some(self.pgcordon.id()),
+            Target::Pgbouncer => Some(self.bouncer.pid()),
+        }
+    }
+
     pub fn pgbouncer_ini(&self) -> PathBuf {
         self.bouncer.dir.join("pgbouncer.ini")
     }
@@ -191,6 +200,14 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let utime: u64 = f.get(11).context("no utime")?.parse()?;
     let stime: u64 = f.get(12).context("no stime")?.parse()?;
     Ok(utime + stime)
+}
+
+/// Clock ticks (as /proc counts CPU time) in microseconds.
+pub fn ticks_to_us(ticks: u64) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_sec = if per_sec > 0 { per_sec as f64 } else { 100.0 };
+    ticks as f64 * 1e6 / per_sec
 }
 
 /// pgbench's tables (initialised as the superuser over the local socket) readable by the app

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::env::{Env, Target};
+use crate::env::{cpu_ticks, ticks_to_us, Env, Target};
 use crate::pgbench::{self, Measured};
 use crate::spin::Spinners;
 use crate::stats;
@@ -81,6 +81,9 @@ pub struct Cell {
     /// Lowest and highest tps over the repetitions.
     pub tps_min: f64,
     pub tps_max: f64,
+    /// Median over repetitions of the proxy's CPU µs per transaction (see
+    /// [`pgbench::Measured::proxy_cpu_us`]).
+    pub proxy_cpu_us: Option<f64>,
 }
 
 impl Results {
@@ -99,6 +102,10 @@ impl Results {
             reps: runs.len(),
             tps_min: tps.iter().copied().fold(f64::INFINITY, f64::min),
             tps_max: tps.iter().copied().fold(0.0, f64::max),
+            proxy_cpu_us: {
+                let cpu: Vec<f64> = runs.iter().filter_map(|m| m.proxy_cpu_us).collect();
+                (!cpu.is_empty()).then(|| stats::median(&cpu))
+            },
         })
     }
 
@@ -139,7 +146,9 @@ pub fn run(env: &Env, plan: &Plan, scratch: &Path) -> anyhow::Result<Results> {
                     duration: plan.duration,
                     warmup: plan.warmup,
                 };
-                let m = pgbench::run(
+                let proxy = env.proxy_pid(target);
+                let ticks_before = proxy.map(cpu_ticks).transpose()?;
+                let mut m = pgbench::run(
                     &env.conn(target),
                     &run,
                     pgcordon_devkit::stack::APP_DATABASE,
@@ -148,6 +157,10 @@ pub fn run(env: &Env, plan: &Plan, scratch: &Path) -> anyhow::Result<Results> {
                 .with_context(|| {
                     format!("{} {} against {}", w.name(), mode.name(), target.name())
                 })?;
+                if let (Some(pid), Some(before)) = (proxy, ticks_before) {
+                    let ticks = cpu_ticks(pid)?.saturating_sub(before);
+                    m.proxy_cpu_us = Some(ticks_to_us(ticks) / m.logged.max(1) as f64);
+                }
                 done += 1;
                 eprintln!(
                     "[{done:3}/{total}] rep {} {:11} {:8} c={:4} {:9} tps {:9.0} \

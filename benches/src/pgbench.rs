@@ -41,6 +41,11 @@ pub struct Measured {
     pub p50: f64,
     pub p99: f64,
     pub transactions: usize,
+    /// Every transaction in the log, the warm-up included (what the CPU reading covers).
+    pub logged: usize,
+    /// CPU time (user + system) the proxy used per logged transaction over the whole run, in
+    /// microseconds, connection set-up included; `None` for direct runs.
+    pub proxy_cpu_us: Option<f64>,
 }
 
 /// Clients pgbench is given one extra second of -T for (see [`run`]).
@@ -163,6 +168,8 @@ pub fn measure(lines: &[Logged], warmup: Duration) -> anyhow::Result<Measured> {
         p50: s.p50,
         p99: s.p99,
         transactions: kept.len(),
+        logged: lines.len(),
+        proxy_cpu_us: None,
     })
 }
 

@@ -125,6 +125,11 @@ impl Bouncer {
         Ok(bouncer)
     }
 
+    /// The PgBouncer process (it runs in the foreground, so this is PgBouncer itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_listening(&mut self) -> anyhow::Result<()> {
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait()? {
@@ -137,10 +142,6 @@ impl Bouncer {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("pgbouncer did not listen on port {} within 10 s", self.port)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 
