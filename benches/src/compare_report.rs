@@ -201,19 +201,16 @@ fn proxy_cpu(out: &mut String, results: &Results) {
     if rows.is_empty() {
         return;
     }
+    let _ = writeln!(out, "### Proxy CPU per transaction\n");
     let _ = writeln!(
         out,
-        "### Proxy CPU per transaction
-"
+        "User and system CPU time of the proxy process (/proc/PID/stat) over each whole pgbench \
+         run, connection set-up included, divided by the transactions pgbench logged; medians \
+         over repetitions.\n"
     );
     let _ = writeln!(
         out,
-        "User and system CPU time of the proxy process (/proc/PID/stat) over each whole pgbench          run, connection set-up included, divided by the transactions pgbench logged; medians          over repetitions.
-"
-    );
-    let _ = writeln!(
-        out,
-        "| workload | mode | clients | pgcordon µs | PgBouncer µs | pgcordon / PgBouncer |
+        "| workload | mode | clients | pgcordon µs | PgBouncer µs | pgcordon / PgBouncer |\n\
          |---|---|---:|---:|---:|---:|"
     );
     for row in rows {
