@@ -105,101 +105,23 @@ fn python_with(driver: &str, module: &str) -> PathBuf {
     python
 }
 
-/// A flat JSON object (string, number, true/false/null values), as the scripts print it.
+/// A flat JSON object (string, number, true/false/null values), as the scripts print it; the
+/// values as text (strings unquoted).
 fn parse_summary(line: &str) -> Result<BTreeMap<String, String>, String> {
-    struct P<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-    impl P<'_> {
-        fn ws(&mut self) {
-            while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-                self.i += 1;
-            }
-        }
-        fn eat(&mut self, c: u8) -> Result<(), String> {
-            self.ws();
-            if self.s.get(self.i) == Some(&c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected '{}' at byte {}", c as char, self.i))
-            }
-        }
-        fn string(&mut self) -> Result<String, String> {
-            self.eat(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.s.get(self.i).ok_or("unterminated string")?;
-                self.i += 1;
-                match c {
-                    b'"' => break,
-                    b'\\' => {
-                        let e = *self.s.get(self.i).ok_or("bad escape")?;
-                        self.i += 1;
-                        match e {
-                            b'n' => out.push(b'\n'),
-                            b't' => out.push(b'\t'),
-                            b'r' => out.push(b'\r'),
-                            b'u' => {
-                                let hex = self.s.get(self.i..self.i + 4).ok_or("bad \\u")?;
-                                self.i += 4;
-                                let code = u32::from_str_radix(
-                                    std::str::from_utf8(hex).map_err(|e| e.to_string())?,
-                                    16,
-                                )
-                                .map_err(|e| e.to_string())?;
-                                let ch = char::from_u32(code).unwrap_or('?');
-                                out.extend_from_slice(ch.to_string().as_bytes());
-                            }
-                            other => out.push(other),
-                        }
-                    }
-                    other => out.push(other),
-                }
-            }
-            String::from_utf8(out).map_err(|e| e.to_string())
-        }
-        fn scalar(&mut self) -> Result<String, String> {
-            self.ws();
-            if self.s.get(self.i) == Some(&b'"') {
-                return self.string();
-            }
-            let start = self.i;
-            while self.i < self.s.len() && !matches!(self.s[self.i], b',' | b'}') {
-                self.i += 1;
-            }
-            let raw = std::str::from_utf8(&self.s[start..self.i])
-                .map_err(|e| e.to_string())?
-                .trim();
-            if raw.is_empty() || raw.starts_with(['{', '[']) {
-                return Err(format!("unsupported value at byte {start}"));
-            }
-            Ok(raw.to_owned())
-        }
-    }
-    let mut p = P {
-        s: line.as_bytes(),
-        i: 0,
+    use serde_json::Value;
+    let object = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(object)) => object,
+        Ok(other) => return Err(format!("not a JSON object: {other}")),
+        Err(e) => return Err(e.to_string()),
     };
-    let mut out = BTreeMap::new();
-    p.eat(b'{')?;
-    p.ws();
-    if p.s.get(p.i) == Some(&b'}') {
-        return Ok(out);
-    }
-    loop {
-        let key = p.string()?;
-        p.eat(b':')?;
-        let value = p.scalar()?;
-        out.insert(key, value);
-        p.ws();
-        match p.s.get(p.i) {
-            Some(b',') => p.i += 1,
-            Some(b'}') => return Ok(out),
-            _ => return Err(format!("expected ',' or '}}' at byte {}", p.i)),
-        }
-    }
+    object
+        .into_iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key, text)),
+            Value::Array(_) | Value::Object(_) => Err(format!("\"{key}\" is not a scalar")),
+            scalar => Ok((key, scalar.to_string())),
+        })
+        .collect()
 }
 
 /// The summary a script printed, with typed accessors that fail the test on a missing key.
