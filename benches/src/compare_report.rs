@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::connections::{Held, Rate};
 use crate::env::Target;
-use crate::matrix::{Cell, Results};
+use crate::matrix::Results;
 use crate::svg::{Panel, Series};
 use crate::workload::{Mode, Workload};
 
@@ -179,10 +179,6 @@ fn targets(out: &mut String, results: &Results, conns: Option<&Conns>) {
     out.push('\n');
 }
 
-fn fmt_cell(c: Option<Cell>) -> Option<Cell> {
-    c
-}
-
 /// Each proxy's own CPU time per transaction, side by side: what the throughput ratios rest on
 /// when the client, the proxy and PostgreSQL share the same cores.
 fn proxy_cpu(out: &mut String, results: &Results) {
@@ -236,7 +232,7 @@ fn table(out: &mut String, results: &Results) {
     for (w, c, m) in results.cells() {
         let direct = results.cell((w, c, m, Target::Direct));
         for t in Target::ALL {
-            let Some(x) = fmt_cell(results.cell((w, c, m, t))) else {
+            let Some(x) = results.cell((w, c, m, t)) else {
                 let _ = writeln!(
                     out,
                     "| {} | {} | {c} | {} | n/a | | | | | | | | |",
