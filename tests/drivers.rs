@@ -1,12 +1,12 @@
-//! The client driver matrix: real drivers (psycopg 3, asyncpg, node-postgres, pgjdbc, pgbench)
-//! run their scenario scripts from tests/drivers/ against pgcordon (transaction pooling, a pool
+//! The client driver matrix: real drivers (psycopg 3, asyncpg, node-postgres, pgjdbc) run
+//! their scenario scripts from tests/drivers/ against pgcordon (transaction pooling, a pool
 //! of 4) in front of a real PostgreSQL 15, over mTLS with the tenant certificates.
 //!
 //! Each script connects as tenant A and tenant B, checks RLS isolation and the injected identity
 //! in every transaction, reuses a driver-level prepared statement on at least three pooled
 //! backends, cancels a `pg_sleep(10)`, runs COPY, recovers from an error inside a transaction,
 //! and prints a JSON summary as its last line, which this file checks. What each row of
-//! docs/compatibility.md claims is backed by one of these tests.
+//! docs/compatibility.md claims is backed by one of these tests or by tests/pgbench.rs.
 //!
 //! A driver whose runtime is missing fails its test with the install step to run (the ones in
 //! .ci/run), unless `PGCORDON_SKIP_DRIVERS` names it (comma-separated: psycopg, asyncpg, node,
@@ -15,12 +15,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use pgcordon_e2e::drivers_kit::{check_server_side, missing, on_path, run, skipped, POOL_4};
 use pgcordon_e2e::{Harness, Tenant};
 
-/// Transaction pooling over four backend sessions, all opened up front.
-const POOL_4: &str = "  mode: transaction\n  size: 4\n  min_idle: 4\n  acquire_timeout: 5s";
 /// The RLS-free table the scripts COPY into.
 const SCRATCH: &str = "driver_copy";
 /// The longest one script may run (they take seconds).
@@ -40,39 +39,6 @@ fn repo_root() -> PathBuf {
 
 fn drivers_dir() -> PathBuf {
     repo_root().join("tests").join("drivers")
-}
-
-/// Whether `PGCORDON_SKIP_DRIVERS` asks to skip `driver` (never under CI).
-fn skipped(driver: &str) -> bool {
-    let list = std::env::var("PGCORDON_SKIP_DRIVERS").unwrap_or_default();
-    let listed = list
-        .split([',', ' '])
-        .any(|d| d.trim().eq_ignore_ascii_case(driver));
-    if listed && std::env::var_os("CI").is_some() {
-        eprintln!("PGCORDON_SKIP_DRIVERS is ignored under CI: running {driver}");
-        return false;
-    }
-    if listed {
-        eprintln!("{driver}: skipped (PGCORDON_SKIP_DRIVERS)");
-    }
-    listed
-}
-
-/// Fails the test naming the install step that provides a missing runtime.
-fn missing(driver: &str, what: &str, install: &str) -> ! {
-    panic!(
-        "{driver}: {what} is missing. Install it with: {install} (the same step is in .ci/run), \
-         or set PGCORDON_SKIP_DRIVERS={driver} for a local run."
-    )
-}
-
-fn on_path(program: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// The venv's python with `module` importable.
@@ -224,62 +190,6 @@ fn script_env(h: &Harness) -> Vec<(String, String)> {
     env
 }
 
-struct Output {
-    status: std::process::ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn describe(&self) -> String {
-        format!(
-            "exit status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            tail(&self.stdout, 4000),
-            tail(&self.stderr, 6000)
-        )
-    }
-}
-
-fn tail(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// Runs a child process to completion within `timeout`; it is killed if the test gives up.
-async fn run(
-    what: &str,
-    mut cmd: tokio::process::Command,
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Output {
-    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let out = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{what}: still running after {timeout:?}; killed"))
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    eprintln!("{what}: finished in {:?}", started.elapsed());
-    Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Runs a scenario script and parses its summary line.
 async fn scenario(
     driver: &'static str,
@@ -312,27 +222,6 @@ fn stored(h: &Harness, driver: &str) -> i64 {
     .trim()
     .parse()
     .expect("a count")
-}
-
-/// After a run: the tenants' rows are intact and the pool never exceeded four sessions.
-fn check_server_side(h: &Harness) {
-    assert_eq!(
-        h.admin("SELECT count(*) FROM documents").trim(),
-        "3",
-        "documents changed"
-    );
-    let sessions: i64 = h
-        .admin(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{}'",
-            pgcordon_devkit::stack::APP_ROLE
-        ))
-        .trim()
-        .parse()
-        .expect("a count");
-    assert!(
-        (1..=4).contains(&sessions),
-        "{sessions} backend sessions for a pool of 4"
-    );
 }
 
 fn python_script(python: &Path, script: &str, args: &[&str]) -> tokio::process::Command {
@@ -554,126 +443,6 @@ async fn pgjdbc() {
     assert_eq!(stored(&h, "pgjdbc"), 50);
     assert_eq!(stored(&h, "pgjdbc-batch"), 20);
     check_server_side(&h);
-}
-
-/// A pgbench script that fails (division by zero) unless the transaction sees exactly the
-/// tenant's identity and rows; `:k` is a bound parameter in extended and prepared modes.
-fn pgbench_script(tenant: Tenant, rows: i64) -> String {
-    let id = tenant.id();
-    format!(
-        "\\set k random(1, 1000000)\n\
-         SELECT 1 / (count(*) = {rows} AND current_setting('app.current_user_id') = '{id}' \
-         AND :k BETWEEN 1 AND 1000000)::int FROM documents;\n\
-         BEGIN;\n\
-         SELECT 1 / (current_setting('app.current_user_id') = '{id}')::int;\n\
-         SELECT 1 / (count(*) = {rows})::int FROM documents WHERE id > 0;\n\
-         END;\n"
-    )
-}
-
-/// pgbench clients per tenant: 2 x 10 = 20 clients over the pool of 4.
-const PGBENCH_CLIENTS: usize = 10;
-const PGBENCH_PER_CLIENT: usize = 25;
-
-/// Runs pgbench in `mode` as tenant A and tenant B at once, with `jobs` threads each, and checks
-/// that every transaction of every client ran without an error.
-async fn pgbench_both_tenants(h: &Harness, dir: &Path, mode: &str, jobs: usize) {
-    let mut runs = Vec::new();
-    for (tenant, rows) in [(Tenant::A, 2), (Tenant::B, 1)] {
-        let script = dir.join(format!("{tenant:?}.sql"));
-        std::fs::write(&script, pgbench_script(tenant, rows)).expect("write script");
-        let (cert, key) = h.tenant_files(tenant);
-        let env: Vec<(String, String)> = [
-            ("PGHOST", "localhost".to_string()),
-            ("PGPORT", h.addr.port().to_string()),
-            ("PGDATABASE", "app".into()),
-            ("PGUSER", "api".into()),
-            ("PGSSLMODE", "verify-full".into()),
-            ("PGSSLROOTCERT", h.stack.files.ca.display().to_string()),
-            ("PGSSLCERT", cert.display().to_string()),
-            ("PGSSLKEY", key.display().to_string()),
-            ("PGCONNECT_TIMEOUT", "10".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let mut cmd = tokio::process::Command::new("pgbench");
-        cmd.args(["--no-vacuum", "-M", mode, "-j", &jobs.to_string()])
-            .args(["-c", &PGBENCH_CLIENTS.to_string()])
-            .args(["-t", &PGBENCH_PER_CLIENT.to_string()])
-            .arg("-f")
-            .arg(&script)
-            .env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE");
-        let what = format!("pgbench -M {mode} -j {jobs} as {tenant:?}");
-        runs.push(async move {
-            let out = run(&what, cmd, &env, Duration::from_secs(60)).await;
-            (what, out)
-        });
-    }
-    for (what, out) in futures_util::future::join_all(runs).await {
-        assert!(out.status.success(), "{what} failed: {}", out.describe());
-        let want = PGBENCH_CLIENTS * PGBENCH_PER_CLIENT;
-        let processed = format!("number of transactions actually processed: {want}/{want}");
-        assert!(
-            out.stdout.contains(&processed),
-            "{what}: want \"{processed}\"\n{}",
-            out.describe()
-        );
-        assert!(
-            out.stdout.contains("number of failed transactions: 0 "),
-            "{what}: failed transactions\n{}",
-            out.describe()
-        );
-        assert!(
-            !out.stderr.contains("error") && !out.stderr.contains("ERROR"),
-            "{what}: errors on stderr\n{}",
-            out.describe()
-        );
-    }
-}
-
-/// A harness for pgbench, or `None` when PGCORDON_SKIP_DRIVERS names it.
-async fn pgbench_harness() -> Option<Harness> {
-    if skipped("pgbench") {
-        return None;
-    }
-    if !on_path("pgbench") {
-        missing("pgbench", "pgbench", "apt-get install -y postgresql-15");
-    }
-    Some(start().await)
-}
-
-/// Simple and extended mode with all ten clients of a tenant on one pgbench thread; prepared
-/// mode with one thread per client (see the test below for why).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pgbench() {
-    let _serial = SERIAL.lock().await;
-    let Some(h) = pgbench_harness().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    pgbench_both_tenants(&h, dir.path(), "simple", 1).await;
-    pgbench_both_tenants(&h, dir.path(), "extended", 1).await;
-    pgbench_both_tenants(&h, dir.path(), "prepared", PGBENCH_CLIENTS).await;
-    check_server_side(&h);
-}
-
-/// pgbench -M prepared prepares each command with the blocking PQprepare (Parse + Sync) the
-/// first time a client runs it. Outside a transaction that Parse needs a pooled backend; when
-/// the same pgbench thread's other clients hold all four in open BEGIN ... END blocks, the
-/// thread blocks in PQprepare, they cannot finish, and the Parse fails after acquire_timeout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "limitation: a Parse outside a transaction waits for a pooled backend; pgbench -M \
-            prepared -j 1 blocks in PQprepare while its own clients hold every backend, and \
-            fails with 'pool exhausted' after acquire_timeout"]
-async fn pgbench_prepared_one_thread() {
-    let _serial = SERIAL.lock().await;
-    let Some(h) = pgbench_harness().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    pgbench_both_tenants(&h, dir.path(), "prepared", 1).await;
 }
 
 #[test]

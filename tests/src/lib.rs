@@ -9,6 +9,7 @@ use std::sync::Arc;
 use pgcordon_devkit::stack::{Stack, TENANT_A, TENANT_B};
 use tokio::sync::oneshot;
 
+pub mod drivers_kit;
 pub mod fake_upstream;
 pub mod hostile;
 pub mod ops_kit;
